@@ -1,0 +1,73 @@
+"""Seconds per stage of an update cycle, for a cold start, a warm cycle of N new rows, and an empty cycle.
+
+    python -m bench.cycle_stages --model minilm --rows 1000 [--json]
+
+Runs against a scratch database `freshrec_bench` on FRESHREC_DATABASE_URL's server (or the embedded one),
+through the real Prefect flow, in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--train-mode", default="lora", choices=["lora", "full"])
+    parser.add_argument("--rows", type=int, default=1000, help="new rows in the warm cycle")
+    parser.add_argument("--max-train-seconds", type=float, default=60.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+    from freshrec import migrations
+    from freshrec.db import create_engine, recreate_database, resolve_database_url
+    from freshrec.generate import StreamSpec, insert_stream
+    from freshrec.settings import load_settings
+    from freshrec_cli.cycles import run_cycle
+
+    settings = load_settings()
+    url = recreate_database(resolve_database_url(
+        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir),
+        "freshrec_bench")
+    os.environ.update({"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),
+                       "FRESHREC_MODEL": args.model, "FRESHREC_TRAIN_MODE": args.train_mode,
+                       "FRESHREC_MAX_TRAIN_SECONDS": str(args.max_train_seconds), "FRESHREC_MIN_AUC": "0"})
+    settings = load_settings()
+    engine = create_engine(url)
+    migrations.upgrade(engine)
+    spec = StreamSpec(users=300, items=400, events=2 * args.rows, drift_at=0.75, seed=1)
+    rows = []
+    insert_stream(engine, StreamSpec(**{**spec.__dict__, "events": args.rows}))
+    for label in ("cold start", f"warm, {args.rows} new rows", "empty"):
+        if label.startswith("warm"):
+            insert_stream(engine, StreamSpec(**{**spec.__dict__, "seed": 2}))
+        started = time.perf_counter()
+        summary = run_cycle(settings)
+        wall = time.perf_counter() - started
+        rows.append({"cycle": label, "rows": summary["rows_pulled"], "wall_s": round(wall, 2),
+                     **{f"{k}_s": v for k, v in summary["stage_seconds"].items()},
+                     "train_examples_per_s": (summary.get("train") or {}).get("examples_per_s")})
+    result = {"model": args.model, "train_mode": args.train_mode, "cycles": rows,
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        keys = ["cycle", "rows", "wall_s", "pull_s", "validate_s", "train_s", "drift_s", "publish_s",
+                "train_examples_per_s"]
+        print(" | ".join(keys))
+        for r in rows:
+            print(" | ".join(str(r.get(k, "-")) for k in keys))
+        print(f"peak RSS {result['peak_rss_mb']} MB")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

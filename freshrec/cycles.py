@@ -1,0 +1,192 @@
+"""An update cycle's record and its one commit.
+
+A cycle row is written 'running' when the cycle starts, so a crash leaves a trace. Everything the cycle
+decides lands in a single transaction at the end: cursor advance (compare-and-set), batch manifest,
+quarantine rows, validation result, model version and champion alias, drift report and the cycle's
+figures. A crash before that commit changes nothing a later run depends on; the next run pulls the same
+rows again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy.engine import Engine
+
+from freshrec.drift import DriftReport
+from freshrec.errors import ConcurrentCycleError
+from freshrec.ingest import PulledBatch
+from freshrec.locks import CYCLE_LOCK_NAMESPACE
+from freshrec.quality import SUITE_NAME, SUITE_VERSION, ValidatedBatch, quarantine_payload
+from freshrec.registry import Decision, PublishResult, insert_version_and_maybe_promote
+from freshrec.sqlfiles import query
+from freshrec.training import UpdateOutcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CycleSummary:
+    """What one cycle did; printed by run-once/demo and stored as the cycle row's summary."""
+    cycle_id: int | None
+    status: str  # completed | empty | skipped | failed
+    consumer: str
+    message: str
+    rows_pulled: int = 0
+    rows_clean: int = 0
+    rows_quarantined: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    batch: dict = field(default_factory=dict)
+    lag: dict = field(default_factory=dict)
+    trained: bool = False
+    train: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    drift: dict = field(default_factory=dict)
+    decision: dict = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+# --- locking and lifecycle -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def cycle_lock(engine: Engine, consumer: str) -> Iterator[bool]:
+    """Hold a session advisory lock for the consumer for the whole cycle; yields False if another holds it.
+
+    The lock dies with its connection, so a crashed run never blocks the stream.
+    """
+    conn = engine.connect()
+    try:
+        params = {"namespace": CYCLE_LOCK_NAMESPACE, "consumer": consumer}
+        got = bool(conn.execute(query("cycle_try_lock"), params).scalar_one())
+        conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                conn.execute(query("cycle_unlock"), params)
+                conn.commit()
+    finally:
+        conn.close()
+
+
+def begin_cycle(engine: Engine, consumer: str, flow_run_id: str | None = None, status: str = "running") -> int:
+    with engine.begin() as conn:
+        return int(conn.execute(query("cycle_begin"), {"consumer": consumer, "flow_run_id": flow_run_id,
+                                                        "status": status}).scalar_one())
+
+
+def record_skipped(engine: Engine, consumer: str, reason: str, flow_run_id: str | None = None) -> CycleSummary:
+    cycle_id = begin_cycle(engine, consumer, flow_run_id)
+    summary = CycleSummary(cycle_id, "skipped", consumer, reason)
+    _finish(engine, cycle_id, summary)
+    return summary
+
+
+def mark_failed(engine: Engine, cycle_id: int, error: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(query("cycle_fail"), {"cycle_id": cycle_id, "error": error[:4000]})
+
+
+def _finish_params(summary: CycleSummary, batch_id: int | None, champion: int | None,
+                   candidate: int | None, published: bool | None) -> dict:
+    return {"cycle_id": summary.cycle_id, "status": summary.status, "batch_id": batch_id,
+            "rows_pulled": summary.rows_pulled, "rows_quarantined": summary.rows_quarantined,
+            "trained": summary.trained, "champion_version": champion, "candidate_version": candidate,
+            "published": published, "summary": json.dumps(summary.to_json(), default=str)}
+
+
+def _finish(engine: Engine, cycle_id: int, summary: CycleSummary) -> None:
+    with engine.begin() as conn:
+        conn.execute(query("cycle_finish"), _finish_params(summary, None, None, None, None))
+
+
+def record_empty(engine: Engine, summary: CycleSummary) -> CycleSummary:
+    """An empty cycle: nothing pulled, so only its row changes."""
+    _finish(engine, summary.cycle_id, summary)
+    return summary
+
+
+# --- the commit -------------------------------------------------------------------------------------------
+
+
+def commit_cycle(
+    engine: Engine,
+    *,
+    summary: CycleSummary,
+    pulled: PulledBatch,
+    validated: ValidatedBatch,
+    outcome: UpdateOutcome | None,
+    drift: DriftReport | None,
+    drift_path: Path | None,
+    decision: Decision,
+    reference_sample: list[dict] | None,
+) -> tuple[CycleSummary, PublishResult | None]:
+    """Commit everything the cycle decided, atomically; raises ConcurrentCycleError if the cursor moved."""
+    frame = pulled.frame
+    publish: PublishResult | None = None
+    with engine.begin() as conn:
+        moved = conn.execute(query("cursor_advance"), {
+            "consumer": pulled.consumer, **pulled.from_cursor.as_params("from"),
+            **pulled.to_cursor.as_params("to")}).rowcount
+        if moved != 1:
+            raise ConcurrentCycleError(
+                f"The ingestion cursor of consumer {pulled.consumer!r} moved while this cycle ran (another cycle "
+                "committed first): this cycle's work was rolled back and its rows stay with the other cycle."
+            )
+        bounds = {**pulled.from_cursor.as_params("from"), **pulled.to_cursor.as_params("to")}
+        in_bounds = conn.execute(query("batch_row_count"), bounds).scalar_one()
+        if in_bounds != len(frame):
+            # The manifest must describe exactly the rows this cycle took; anything else is a bug, and
+            # committing it would lose or repeat rows.
+            raise ConcurrentCycleError(
+                f"The batch bounds hold {in_bounds} rows but the cycle pulled {len(frame)}: nothing was "
+                "committed; report this as a bug with the cycle's log.")
+        batch_id = int(conn.execute(query("batch_insert"), {
+            "consumer": pulled.consumer, "cycle_id": summary.cycle_id, **bounds,
+            "row_count": validated.rows, "clean_count": len(validated.clean),
+            "quarantined_count": len(validated.quarantined),
+            "min_occurred_at": frame["occurred_at"].min() if frame["occurred_at"].notna().any() else None,
+            "max_occurred_at": frame["occurred_at"].max() if frame["occurred_at"].notna().any() else None,
+            "status": "accepted" if validated.accepted else "rejected", "reject_reason": validated.reject_reason,
+            "reason_counts": json.dumps(validated.reason_counts),
+        }).scalar_one())
+        if len(validated.quarantined):
+            conn.execute(query("quarantine_insert"), {"batch_id": batch_id, "rows": quarantine_payload(validated)})
+        conn.execute(query("validation_insert"), {
+            "batch_id": batch_id, "suite_name": SUITE_NAME, "suite_version": SUITE_VERSION,
+            "success": validated.gx_success, "statistics": json.dumps(validated.gx_statistics),
+            "results": json.dumps(validated.gx_results, default=str)})
+        if outcome is not None and outcome.artifact is not None:
+            publish = insert_version_and_maybe_promote(
+                conn, artifact=outcome.artifact, decision=decision, champion_before=outcome.champion_version,
+                metrics=outcome.metrics, batch_ids=[batch_id], cycle_id=summary.cycle_id,
+                reference_sample=reference_sample)
+        if drift is not None and drift.html is not None:
+            r = drift.result
+            conn.execute(query("drift_insert"), {
+                "cycle_id": summary.cycle_id, "batch_id": batch_id,
+                "champion_version": outcome.champion_version if outcome else None,
+                "dataset_drift": r.dataset_drift, "drifted_share": r.drifted_share,
+                "columns": json.dumps({k: asdict(v) for k, v in r.columns.items()}),
+                "reference_rows": r.reference_rows, "current_rows": r.current_rows,
+                "html_path": str(drift_path) if drift_path else None, "html_gzip": drift.html_gzip,
+                "html_sha256": drift.html_sha256})
+        summary.batch["id"] = batch_id
+        summary.decision.update({
+            "published": bool(publish and publish.status == "published"),
+            "version": publish.version if publish else None,
+            "status": publish.status if publish else "no_candidate",
+        })
+        conn.execute(query("cycle_finish"), _finish_params(
+            summary, batch_id, outcome.champion_version if outcome else None,
+            publish.version if publish else None, summary.decision["published"]))
+    return summary, publish

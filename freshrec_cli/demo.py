@@ -1,0 +1,118 @@
+"""`freshrec demo`: a fresh database, a live synthetic stream with a drift point, and update cycles on it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from freshrec import migrations
+from freshrec.db import check_connection, create_engine, describe, recreate_database, resolve_database_url
+from freshrec.generate import StreamSpec, insert_stream
+from freshrec.settings import Settings, load_settings
+from freshrec.summary import TABLE_HEADER, table_row
+from freshrec_cli.cycles import run_cycle
+from freshrec_cli.output import progress
+
+DEMO_DATABASE = "freshrec_demo"
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """Sizes that fit the time budget: about 5 minutes with MiniLM on 2 CPU cores, 1 minute with tiny."""
+    warmup_events: int
+    rate: float  # live events per second while cycles run
+    cycles: int
+    min_interval_s: float  # shortest time between cycle starts
+    max_train_seconds: float
+    train_mode: str
+
+
+PROFILES = {
+    "tiny": DemoProfile(warmup_events=1500, rate=60, cycles=5, min_interval_s=5, max_train_seconds=6,
+                        train_mode="full"),  # a random encoder has nothing for LoRA to adapt
+    "default": DemoProfile(warmup_events=1200, rate=15, cycles=6, min_interval_s=20, max_train_seconds=28,
+                           train_mode="lora"),
+}
+
+
+def run_demo(settings: Settings, cycles: int | None = None, as_json: bool = False) -> dict:
+    started = time.monotonic()
+    profile = PROFILES["tiny" if settings.model == "tiny" else "default"]
+    n_cycles = cycles or profile.cycles
+    # A fresh demo database on the configured (or embedded) server, so the demo never touches real data.
+    url = recreate_database(resolve_database_url(
+        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir),
+        DEMO_DATABASE)
+    # The flow reads its settings from the environment (as a scheduled deployment does), so the demo's
+    # choices go there for this process only.
+    overrides = {"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),
+                 "FRESHREC_MODEL": settings.model, "FRESHREC_TRAIN_MODE": profile.train_mode,
+                 "FRESHREC_MAX_TRAIN_SECONDS": str(profile.max_train_seconds)}
+    os.environ.update(overrides)
+    demo_settings = load_settings()
+    reports_dir = demo_settings.resolved_reports_dir.resolve()
+    engine = create_engine(url)
+    check_connection(engine)
+    migrations.upgrade(engine)
+    live_events = int(profile.rate * (n_cycles + 2) * max(profile.min_interval_s, 40))
+    total = profile.warmup_events + live_events
+    # Interests shift about halfway through the cycles.
+    drift_at = (profile.warmup_events + profile.rate * n_cycles * 0.5 * max(profile.min_interval_s, 30)) / total
+    spec = StreamSpec(users=120, items=400, events=total, rate=profile.rate, drift_at=min(drift_at, 0.95),
+                      seed=demo_settings.seed, noise=0.02, bulk_first=profile.warmup_events)
+    progress(f"freshrec demo: model {settings.model} ({profile.train_mode}), {n_cycles} cycles, database "
+             f"{describe(url)}, reports in {reports_dir}")
+    progress(f"inserting {profile.warmup_events} past events, then streaming {profile.rate:g} events/s "
+             f"(2% deliberately bad rows; user interests shift at event {int(spec.drift_at * total)})")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            insert_stream(engine, spec, stop=stop, progress_every_s=30)
+        except BaseException as exc:  # surfaced after the cycles
+            errors.append(exc)
+
+    generator = threading.Thread(target=stream, name="freshrec-demo-stream", daemon=True)
+    generator.start()
+    with engine.connect() as conn:
+        while conn.execute(sa.text("SELECT count(*) FROM interactions")).scalar_one() < profile.warmup_events:
+            if errors or not generator.is_alive():
+                break
+            time.sleep(0.2)
+    summaries = []
+    lines = [TABLE_HEADER]
+    try:
+        for i in range(n_cycles):
+            cycle_start = time.monotonic()
+            progress(f"--- cycle {i + 1}/{n_cycles} ---")
+            summary = run_cycle(demo_settings)
+            summaries.append(summary)
+            lines.append(table_row(summary))
+            if not as_json:
+                print(("\n" if i == 0 else "") + (TABLE_HEADER + "\n" if i == 0 else "") + lines[-1], flush=True)
+            if errors:
+                raise errors[0]
+            if i < n_cycles - 1:
+                time.sleep(max(0.0, profile.min_interval_s - (time.monotonic() - cycle_start)))
+    finally:
+        stop.set()
+        generator.join(timeout=10)
+    reports = [s["drift"]["report_path"] for s in summaries if (s.get("drift") or {}).get("report_path")]
+    wall = time.monotonic() - started
+    if not as_json:
+        print("\n" + "\n".join(lines))
+        print(f"\n{len(summaries)} cycles in {wall:.0f} s; published: "
+              + (", ".join(f"v{s['decision']['version']} (cycle {s['cycle_id']})" for s in summaries
+                           if (s.get("decision") or {}).get("published")) or "none"))
+        print("drift reports (open in a browser):\n  " + ("\n  ".join(reports) if reports else "none yet"))
+        plain = url.set(password=None) if not url.password else None
+        print("look at the registry: FRESHREC_DATABASE_URL="
+              + (f"'{plain.render_as_string(hide_password=False)}'" if plain else f"<your URL, database {DEMO_DATABASE}>")
+              + " freshrec models list")
+    return {"cycles": summaries, "wall_seconds": round(wall, 1), "database": describe(url),
+            "reports_dir": str(reports_dir), "reports": reports, "model": settings.model}

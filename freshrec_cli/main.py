@@ -1,0 +1,204 @@
+"""`freshrec`: set up the database, feed it data, run update cycles, and look at what they did."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from freshrec_cli.output import emit, progress, setup_logging
+
+# Defaults for Prefect before it is imported anywhere: no telemetry (it also logs spurious 'database is
+# locked' errors from the temporary server), and freshrec's own loggers forwarded into Prefect's run logs.
+for _key, _value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                     "PREFECT_LOGGING_EXTRA_LOGGERS": "freshrec",
+                     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}.items():
+    os.environ.setdefault(_key, _value)
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="freshrec keeps a recommender's transformer CTR model fresh.")
+db_app = typer.Typer(no_args_is_help=True, help="Schema migrations.")
+models_app = typer.Typer(no_args_is_help=True, help="The model registry.")
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="minilm (default), tiny, or a Hugging Face "
+                                                 "model folder; overrides FRESHREC_MODEL.")]
+
+
+def _settings(**overrides):
+    from freshrec.settings import load_settings
+
+    return load_settings(**overrides)
+
+
+def _engine(settings, migrate_check: bool = True):
+    from freshrec import migrations
+    from tasks.common import engine_for
+
+    engine = engine_for(settings)
+    if migrate_check:
+        migrations.require_current(engine)
+    return engine
+
+
+# --- db ---------------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonOpt = False) -> None:
+    """Apply pending migrations from sql/migrations (idempotent, safe to run concurrently)."""
+    from freshrec import migrations
+
+    engine = _engine(_settings(), migrate_check=False)
+    applied = migrations.upgrade(engine)
+    emit({"applied": applied}, as_json,
+         "applied: " + ", ".join(applied) if applied else "schema is up to date; nothing to apply")
+
+
+@db_app.command("status")
+def db_status(as_json: JsonOpt = False) -> None:
+    """Show which migrations are applied, pending or edited."""
+    from dataclasses import asdict
+
+    from freshrec import migrations
+
+    engine = _engine(_settings(), migrate_check=False)
+    states = migrations.status(engine)
+    lines = [f"{s.version:04d}_{s.name:<30} {s.status:<8} {s.applied_at or ''}" for s in states]
+    emit({"database": engine.url.render_as_string(hide_password=True),
+          "migrations": [asdict(s) for s in states]}, as_json,
+         f"database: {engine.url.render_as_string(hide_password=True)}\n" + "\n".join(lines))
+
+
+# --- data in ----------------------------------------------------------------------------------------------
+
+
+@app.command("generate")
+def generate(
+    users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 300,
+    items: Annotated[int, typer.Option(min=1, help="Number of catalogue items.")] = 400,
+    events: Annotated[int, typer.Option(min=0, help="Number of interactions to insert.")] = 5000,
+    rate: Annotated[float, typer.Option(min=0, help="Events per second; 0 inserts all at once.")] = 0.0,
+    drift_at: Annotated[Optional[float], typer.Option(min=0, max=1, help="Fraction of the stream after which "
+                                                      "user interests shift.")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Random seed of the users and events.")] = 0,
+    noise: Annotated[float, typer.Option(min=0, max=1, help="Share of deliberately bad rows (duplicates, "
+                                         "unknown items, bad values) that validation must quarantine.")] = 0.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Insert a synthetic catalogue and interaction stream (with a drift point) into the database."""
+    from dataclasses import asdict
+
+    from freshrec.generate import StreamSpec, insert_stream
+
+    engine = _engine(_settings())
+    spec = StreamSpec(users=users, items=items, events=events, rate=rate, drift_at=drift_at, seed=seed,
+                      noise=noise)
+    if rate > 0:
+        progress(f"streaming {events} events at {rate:g}/s (Ctrl-C stops)")
+    result = insert_stream(engine, spec)
+    emit(asdict(result), as_json, f"{result.items_created} new items, {result.events_inserted} events inserted "
+         f"in {result.seconds:.1f} s" + (f"; interests shift at event {result.drift_event_index}"
+                                         if result.drift_event_index is not None else ""))
+
+
+@app.command("load-movielens")
+def load_movielens(
+    directory: Annotated[Path, typer.Argument(help="Folder of MovieLens ml-latest-small (movies.csv, ratings.csv).")],
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Load only the first N ratings in time order.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load MovieLens: movies as items, ratings (>= 4 is a positive) as a stream in timestamp order."""
+    from dataclasses import asdict
+
+    from freshrec import movielens
+
+    engine = _engine(_settings())
+    result = movielens.load_movielens(engine, directory, limit=limit)
+    emit(asdict(result), as_json, f"{result.items_created} new items, {result.events_inserted} ratings loaded "
+         f"({result.first_event} .. {result.last_event}) in {result.seconds:.1f} s")
+
+
+# --- cycles -----------------------------------------------------------------------------------------------
+
+
+@app.command("run-once")
+def run_once(model: ModelOpt = None, as_json: JsonOpt = False) -> None:
+    """Run the Prefect update flow once, in this process, and print its summary."""
+    from freshrec.summary import TABLE_HEADER, table_row
+    from freshrec_cli.cycles import run_cycle
+
+    settings = _settings(model=model)
+    _engine(settings)
+    summary = run_cycle(settings)
+    human = (f"{summary.get('message')}\n{TABLE_HEADER}\n{table_row(summary)}"
+             + (f"\ndrift report: {summary['drift']['report_path']}" if (summary.get("drift") or {}).get("report_path")
+                else ""))
+    emit(summary, as_json, human)
+
+
+@app.command("demo")
+def demo(
+    model: ModelOpt = None,
+    cycles: Annotated[Optional[int], typer.Option(min=2, help="Number of update cycles.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Migrate a fresh demo database, stream synthetic data with a drift point, and run update cycles on it."""
+    from freshrec_cli.demo import run_demo
+
+    settings = _settings(model=model)
+    result = run_demo(settings, cycles=cycles, as_json=as_json)
+    if as_json:
+        emit(result, as_json)
+
+
+# --- models -----------------------------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOpt = False) -> None:
+    """List model versions, newest first, with their status, aliases and held-out metrics."""
+    from freshrec import registry
+
+    rows = registry.list_models(_engine(_settings()), limit)
+    lines = [f"{'version':>7} {'status':<10} {'aliases':<10} {'base':<8} {'AUC':>6} {'size':>9} created"]
+    for r in rows:
+        auc = (r["metrics"].get("candidate") or {}).get("auc")
+        lines.append(f"{r['version']:>7} {r['status']:<10} {','.join(r['aliases']) or '-':<10} "
+                     f"{r['base_model'][:8]:<8} {('%.3f' % auc) if auc is not None else '-':>6} "
+                     f"{r['artifact_size']:>9} {r['created_at'][:19]}")
+    emit({"models": rows}, as_json, "\n".join(lines) if rows else "no model versions yet")
+
+
+def main() -> None:
+    import click
+    import sqlalchemy.exc
+
+    from freshrec.db import describe_error
+    from freshrec.errors import FreshrecError
+
+    setup_logging(verbose=bool(os.environ.get("FRESHREC_VERBOSE")))
+    try:
+        app(standalone_mode=False)
+    except FreshrecError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
+    except click.ClickException as exc:  # bad options: click's own one-line usage error
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except sqlalchemy.exc.OperationalError as exc:  # the database went away in the middle of a command
+        sys.stderr.write(f"error: The database connection failed during the command ({describe_error(exc)}): "
+                         "check that PostgreSQL is running and FRESHREC_DATABASE_URL is right, then run it again.\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

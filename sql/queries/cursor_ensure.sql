@@ -1,0 +1,1 @@
+INSERT INTO ingest_cursor (consumer) VALUES (:consumer) ON CONFLICT (consumer) DO NOTHING

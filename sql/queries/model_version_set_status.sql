@@ -1,0 +1,1 @@
+UPDATE model_versions SET status = :status, reason = :reason WHERE version = :version

@@ -1,0 +1,19 @@
+-- For each (row, user, time): titles of the user's most recent positive items strictly before that time,
+-- most recent first, leaving out quarantined rows.
+SELECT r.row_id, COALESCE(h.titles, CAST('{}' AS text[])) AS titles
+FROM unnest(CAST(:row_ids AS bigint[]), CAST(:user_ids AS bigint[]), CAST(:times AS timestamptz[]))
+     AS r(row_id, user_id, at)
+LEFT JOIN LATERAL (
+    SELECT array_agg(t.title ORDER BY t.occurred_at DESC, t.id DESC) AS titles
+    FROM (
+        SELECT x.id, x.occurred_at, it.title
+        FROM interactions x
+        JOIN items it ON it.id = x.item_id
+        WHERE x.user_id = r.user_id
+          AND x.label = 1
+          AND x.occurred_at < r.at
+          AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.interaction_id = x.id)
+        ORDER BY x.occurred_at DESC, x.id DESC
+        LIMIT :history_len
+    ) t
+) h ON true

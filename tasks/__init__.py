@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that read settings, call one core function, log, and emit artifacts."""

@@ -1,0 +1,38 @@
+"""What every task needs: an engine for the configured database, and settings-to-config mappings."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from freshrec.db import connect
+from freshrec.quality import QualityRules
+from freshrec.registry import PublishPolicy
+from freshrec.settings import Settings
+from freshrec.training import TrainConfig
+
+
+def engine_for(settings: Settings) -> Engine:
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    return connect(url, settings.data_dir)
+
+
+def quality_rules(settings: Settings) -> QualityRules:
+    return QualityRules(
+        event_types=tuple(settings.event_types), max_dwell_ms=settings.max_dwell_ms,
+        clock_skew_s=settings.clock_skew_s, duplicate_window_s=settings.duplicate_window_s,
+        bot_events_per_minute=settings.bot_events_per_minute, batch_reject_share=settings.batch_reject_share)
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    return TrainConfig(
+        model=settings.model, train_mode=settings.train_mode, device=settings.device, seed=settings.seed,
+        learning_rate=settings.learning_rate, batch_size=settings.batch_size, max_steps=settings.max_train_steps,
+        max_seconds=settings.max_train_seconds, epochs=settings.epochs, holdout_share=settings.holdout_share,
+        min_train_rows=settings.min_train_rows, min_eval_rows=settings.min_eval_rows,
+        replay_ratio=settings.replay_ratio, history_len=settings.history_len,
+        max_item_tokens=settings.max_item_tokens, max_user_tokens=settings.max_user_tokens)
+
+
+def publish_policy(settings: Settings) -> PublishPolicy:
+    return PublishPolicy(min_auc=settings.min_auc, auc_tolerance=settings.auc_tolerance,
+                         min_eval_rows=settings.min_eval_rows)

@@ -1,0 +1,95 @@
+"""Tasks that open, skip, fail and commit a cycle."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from prefect import get_run_logger, runtime, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from freshrec import cycles
+from freshrec.cycles import CycleSummary
+from freshrec.drift import reference_records
+from freshrec.ingest import PulledBatch
+from freshrec.quality import ValidatedBatch
+from freshrec.registry import Decision, decide
+from freshrec.settings import Settings
+from freshrec.summary import build_summary, summary_markdown
+from freshrec.training import UpdateOutcome
+from tasks.common import engine_for, publish_policy
+from tasks.drift import DriftOutcome
+
+DB_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
+
+
+@contextlib.contextmanager
+def hold_cycle_lock(settings: Settings) -> Iterator[bool]:
+    """The consumer's advisory lock, held for the whole flow run (a context manager, not a task)."""
+    with cycles.cycle_lock(engine_for(settings), settings.consumer) as acquired:
+        yield acquired
+
+
+@task(name="begin-cycle", cache_policy=NO_CACHE, **DB_RETRIES)
+def begin_cycle(settings: Settings) -> int:
+    flow_run_id = runtime.flow_run.id
+    cycle_id = cycles.begin_cycle(engine_for(settings), settings.consumer, str(flow_run_id) if flow_run_id else None)
+    get_run_logger().info("cycle %d started for consumer %r", cycle_id, settings.consumer)
+    return cycle_id
+
+
+@task(name="record-skipped-cycle", cache_policy=NO_CACHE, **DB_RETRIES)
+def record_skipped_cycle(settings: Settings, reason: str) -> CycleSummary:
+    summary = cycles.record_skipped(engine_for(settings), settings.consumer, reason)
+    get_run_logger().warning("cycle %d skipped: %s", summary.cycle_id, reason)
+    return summary
+
+
+@task(name="record-empty-cycle", cache_policy=NO_CACHE, **DB_RETRIES)
+def record_empty_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch,
+                       stage_seconds: dict[str, float]) -> CycleSummary:
+    summary = build_summary(cycle_id=cycle_id, consumer=settings.consumer, pulled=pulled, validated=None,
+                            outcome=None, drift=None, decision=None, stage_seconds=stage_seconds)
+    cycles.record_empty(engine_for(settings), summary)
+    get_run_logger().info(summary.message)
+    return summary
+
+
+@task(name="mark-cycle-failed", cache_policy=NO_CACHE, **DB_RETRIES)
+def mark_cycle_failed(settings: Settings, cycle_id: int, error: str) -> None:
+    cycles.mark_failed(engine_for(settings), cycle_id, error)
+    get_run_logger().error("cycle %d failed: %s", cycle_id, error)
+
+
+@task(name="decide-publication", cache_policy=NO_CACHE)
+def decide_publication(settings: Settings, validated: ValidatedBatch, outcome: UpdateOutcome | None,
+                       drift: DriftOutcome | None) -> Decision:
+    decision = decide(
+        batch_accepted=validated.accepted, reject_reason=validated.reject_reason,
+        trained=bool(outcome and outcome.trained), skip_reason=outcome.skip_reason if outcome else None,
+        metrics=outcome.metrics if outcome else {}, has_champion=bool(outcome and outcome.champion_version),
+        drift=drift.report.result if drift else None, policy=publish_policy(settings))
+    get_run_logger().info("decision: %s (%s)", "publish" if decision.publish else "keep champion",
+                          "; ".join(decision.reasons))
+    return decision
+
+
+@task(name="commit-cycle", cache_policy=NO_CACHE, **DB_RETRIES)
+def commit_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch,
+                 outcome: UpdateOutcome | None, drift: DriftOutcome | None, decision: Decision,
+                 stage_seconds: dict[str, float]) -> CycleSummary:
+    summary = build_summary(cycle_id=cycle_id, consumer=settings.consumer, pulled=pulled, validated=validated,
+                            outcome=outcome, drift=drift.report if drift else None,
+                            drift_path=drift.path if drift else None, decision=decision,
+                            stage_seconds=stage_seconds)
+    reference = (reference_records(outcome.holdout, "candidate_score", settings.drift_sample_cap, settings.seed)
+                 if outcome is not None and outcome.trained else None)
+    summary, _ = cycles.commit_cycle(
+        engine_for(settings), summary=summary, pulled=pulled, validated=validated, outcome=outcome,
+        drift=drift.report if drift else None, drift_path=drift.path if drift else None, decision=decision,
+        reference_sample=reference)
+    get_run_logger().info(summary.message)
+    create_markdown_artifact(key="cycle-summary", markdown=summary_markdown(summary),
+                             description=f"freshrec cycle {cycle_id}")
+    return summary

@@ -1,0 +1,49 @@
+"""The drift task: Evidently report, stored HTML, and artifacts in the Prefect run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from freshrec import drift
+from freshrec.drift import DriftReport
+from freshrec.settings import Settings
+from freshrec.training import ChampionModel, UpdateOutcome
+
+
+@dataclass
+class DriftOutcome:
+    report: DriftReport
+    path: Path | None
+
+
+@task(name="measure-drift", cache_policy=NO_CACHE)
+def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
+                  champion: ChampionModel | None) -> DriftOutcome:
+    reference = pd.DataFrame(champion.reference_sample) if champion and champion.reference_sample else None
+    current = drift.drift_frame(outcome.examples, "champion_score")
+    report = drift.measure_drift(reference, current, drift_share=settings.drift_share,
+                                 sample_cap=settings.drift_sample_cap, min_rows=settings.drift_min_rows,
+                                 seed=settings.seed)
+    path = drift.write_report(report, settings.resolved_reports_dir, cycle_id)
+    r = report.result
+    get_run_logger().info("drift %s: %s%s", r.status, r.note, f"; report {path}" if path else "")
+    if r.columns:
+        create_table_artifact(
+            key="drift-columns",
+            table=[{"column": c, "method": v.method, "score": v.score, "threshold": v.threshold,
+                    "drifted": v.drifted} for c, v in r.columns.items()],
+            description=f"Per-column drift, cycle {cycle_id}")
+    create_markdown_artifact(
+        key="drift-headline",
+        markdown=(f"# Drift, cycle {cycle_id}\n\n**{r.status}**: {r.note}.\n\n"
+                  f"Dataset drift: **{r.dataset_drift}** (share {r.drifted_share:.2f}); prediction drift: "
+                  f"{r.prediction_drift}; label drift: {r.label_drift}.\n\n"
+                  + (f"HTML report: [{path}](file://{path.resolve()})\n" if path else "")),
+        description="Evidently drift headline")
+    return DriftOutcome(report, path)

@@ -1,0 +1,42 @@
+"""Pull and validate tasks."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from freshrec import ingest, quality
+from freshrec.ingest import PulledBatch
+from freshrec.quality import ValidatedBatch
+from freshrec.settings import Settings
+from tasks.common import engine_for, quality_rules
+
+
+@task(name="pull-new-interactions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def pull_new_interactions(settings: Settings) -> PulledBatch:
+    pulled = ingest.pull_new_interactions(engine_for(settings), settings.consumer, settings.max_batch_rows)
+    get_run_logger().info("pulled %d rows; %d still waiting (%.0f s behind)", pulled.rows, pulled.lag.rows_behind,
+                          pulled.lag.seconds_behind)
+    return pulled
+
+
+@task(name="validate-and-denoise", cache_policy=NO_CACHE)
+def validate_and_denoise(settings: Settings, pulled: PulledBatch) -> ValidatedBatch:
+    engine = engine_for(settings)
+    item_ids = pulled.frame["item_id"].dropna().astype("int64").unique().tolist()
+    validated = quality.validate_batch(pulled.frame, quality_rules(settings), quality.known_items(engine, item_ids))
+    logger = get_run_logger()
+    logger.info("%d clean, %d quarantined %s; GX suite %s", len(validated.clean), len(validated.quarantined),
+                validated.reason_counts, "passed" if validated.gx_success else "failed")
+    if not validated.accepted:
+        logger.warning("batch rejected: %s", validated.reject_reason)
+    rows = "\n".join(f"| {code} | {count} |" for code, count in validated.reason_counts.items()) or "| (none) | 0 |"
+    create_markdown_artifact(
+        key="data-quality",
+        markdown=(f"# Data quality\n\n{validated.rows} rows pulled, {len(validated.clean)} clean, "
+                  f"{len(validated.quarantined)} quarantined. Batch "
+                  f"{'accepted' if validated.accepted else 'REJECTED: ' + str(validated.reject_reason)}.\n\n"
+                  f"| reason | rows |\n|---|---|\n{rows}\n"),
+        description="Great Expectations gate and quarantine reasons")
+    return validated

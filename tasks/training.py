@@ -1,0 +1,36 @@
+"""The fine-tune task."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from freshrec import registry, training
+from freshrec.ingest import PulledBatch
+from freshrec.quality import ValidatedBatch
+from freshrec.settings import Settings
+from freshrec.training import ChampionModel, UpdateOutcome
+from tasks.common import engine_for, train_config
+
+
+@task(name="load-champion", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def load_champion(settings: Settings) -> ChampionModel | None:
+    champion = registry.load_champion(engine_for(settings))
+    get_run_logger().info("champion: %s", f"version {champion.version}" if champion else "none yet (cold start)")
+    return champion
+
+
+@task(name="fine-tune-candidate", cache_policy=NO_CACHE, timeout_seconds=3600)
+def fine_tune_candidate(settings: Settings, pulled: PulledBatch, validated: ValidatedBatch,
+                        champion: ChampionModel | None) -> UpdateOutcome:
+    logger = get_run_logger()
+    outcome = training.run_update(
+        engine_for(settings), validated.clean, champion, train_config(settings),
+        replay_before=pulled.from_cursor, progress=logger.info)
+    if outcome.trained:
+        m = outcome.metrics
+        logger.info("candidate AUC %s vs champion %s on %d held-out rows",
+                    m["candidate"].get("auc"), (m.get("champion") or {}).get("auc"), m["candidate"]["n"])
+    else:
+        logger.info("no training: %s", outcome.skip_reason)
+    return outcome

@@ -1,0 +1,116 @@
+"""The update flow under Prefect's test harness, with the tiny model, against the real PostgreSQL."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from freshrec import generate
+from freshrec.db import create_engine
+
+from conftest import count
+
+pytestmark = pytest.mark.slow
+
+
+def run(**params):
+    from flows.update import freshrec_update
+
+    return freshrec_update(**params)
+
+
+def test_cycles_go_through_every_stage(prefect_harness, env, engine, tmp_path):
+    env.setenv("FRESHREC_MIN_AUC", "0")  # this test is about the stages, not the model's quality
+    env.setenv("FRESHREC_MAX_BATCH_ROWS", "700")
+    generate.insert_stream(engine, generate.StreamSpec(users=40, items=60, events=1100, drift_at=0.6, noise=0.03,
+                                                       seed=5))
+    first = run()
+    assert first["status"] == "completed" and first["rows_pulled"] == 700
+    assert first["rows_pulled"] == first["rows_clean"] + first["rows_quarantined"]
+    assert first["rows_quarantined"] > 0 and sum(first["quarantine_reasons"].values()) >= first["rows_quarantined"]
+    assert first["trained"] and first["metrics"]["candidate"]["n"] > 0
+    assert first["drift"]["status"] == "no_reference"
+    assert first["decision"]["published"] and first["decision"]["version"] == 1
+    assert set(first["stage_seconds"]) == {"pull", "validate", "train", "drift", "publish"}
+
+    second = run()
+    assert second["rows_pulled"] == 400 and second["decision"]["champion_before"] == 1
+    assert second["metrics"]["champion"]["n"] == second["metrics"]["candidate"]["n"]  # same held-out rows
+    assert second["drift"]["status"] == "measured"
+    report = Path(second["drift"]["report_path"])
+    assert report.is_file() and report.stat().st_size > 100_000
+
+    with engine.connect() as conn:
+        cycles = conn.execute(sa.text("SELECT status, rows_pulled, trained FROM update_cycles ORDER BY id")).all()
+        stored = conn.execute(sa.text("SELECT html_sha256, html_path FROM drift_reports")).one()
+        batches = conn.execute(sa.text("SELECT row_count, clean_count, quarantined_count FROM ingest_batches "
+                                       "ORDER BY id")).all()
+    assert [tuple(c) for c in cycles] == [("completed", 700, True), ("completed", 400, True)]
+    assert stored.html_path == str(report)
+    import hashlib
+    assert stored.html_sha256 == hashlib.sha256(report.read_bytes()).hexdigest()
+    assert sum(b.row_count for b in batches) == 1100 == count(engine, "interactions")
+    assert count(engine, "quarantine") == sum(b.quarantined_count for b in batches)
+    assert count(engine, "model_versions") == 2 and count(engine, "validation_results") == 2
+
+    started = time.monotonic()
+    empty = run()
+    assert empty["status"] == "empty" and empty["rows_pulled"] == 0 and "no new rows" in empty["message"]
+    assert time.monotonic() - started < 10
+    assert count(engine, "update_cycles", "status = 'empty'") == 1
+    assert count(engine, "model_versions") == 2
+
+
+def test_rejected_batch_trains_nothing_and_moves_on(prefect_harness, env, engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO items (id, title) VALUES (1, 'a thing')"))
+        conn.execute(sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at) "
+                             "SELECT g, 1, 'click', 7, 10, now() - interval '1 minute' FROM generate_series(1, 50) g"))
+    summary = run()
+    assert summary["batch"]["accepted"] is False and not summary["trained"]
+    assert "batch rejected" in summary["decision"]["reasons"][0]
+    assert count(engine, "quarantine", "'batch_rejected' = ANY(reasons)") == 50
+    assert count(engine, "model_versions") == 0
+    assert run()["status"] == "empty"  # the cursor moved past the bad batch
+
+
+def test_crash_before_commit_leaves_rows_for_the_next_run(prefect_harness, env, engine, monkeypatch):
+    env.setenv("FRESHREC_MIN_AUC", "0")
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=1))
+    import freshrec.drift
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full while writing the report")
+
+    monkeypatch.setattr(freshrec.drift, "write_report", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run()
+    monkeypatch.undo()
+    env.setenv("FRESHREC_DATABASE_URL", env_url(engine))
+    with engine.connect() as conn:
+        failed = conn.execute(sa.text("SELECT status, error FROM update_cycles")).one()
+    assert failed.status == "failed" and "disk full" in failed.error
+    assert count(engine, "ingest_batches") == 0 and count(engine, "model_versions") == 0
+    rerun = run(model="tiny")
+    assert rerun["status"] == "completed" and rerun["rows_pulled"] == 300
+
+
+def env_url(engine):
+    return engine.url.render_as_string(hide_password=False)
+
+
+def test_run_once_cli_prints_json(env, engine, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=2))
+    proc = subprocess.run([sys.executable, "-m", "freshrec_cli.main", "run-once", "--model", "tiny", "--json"],
+                          capture_output=True, text=True, env={**os.environ, "FRESHREC_MIN_AUC": "0"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)  # stdout holds exactly one JSON object
+    for key in ["rows_pulled", "rows_quarantined", "trained", "metrics", "drift", "decision", "stage_seconds"]:
+        assert key in summary
+    assert summary["rows_pulled"] == 200 and summary["decision"]["published"]

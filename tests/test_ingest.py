@@ -1,0 +1,70 @@
+"""The pull sees every committed row once, in commit order, even when writers commit out of id order."""
+
+import sqlalchemy as sa
+
+from freshrec import generate, ingest
+
+INSERT = sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at) "
+                 "VALUES (1, 1, 'click', 1, 10, now()) RETURNING id")
+
+
+def _advance(engine, pulled):
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "UPDATE ingest_cursor SET last_txid = CAST(:t AS xid8), last_id = :i WHERE consumer = :c"),
+            {"t": pulled.to_cursor.txid, "i": pulled.to_cursor.id, "c": pulled.consumer})
+
+
+def test_pull_respects_cap_and_cursor(engine):
+    generate.insert_stream(engine, generate.StreamSpec(users=5, items=5, events=250, chunk=100))
+    first = ingest.pull_new_interactions(engine, "c", 100)
+    assert first.rows == 100 and first.lag.rows_behind == 150
+    again = ingest.pull_new_interactions(engine, "c", 100)
+    assert again.frame["id"].tolist() == first.frame["id"].tolist()  # nothing consumed until the cursor moves
+    _advance(engine, first)
+    second = ingest.pull_new_interactions(engine, "c", 1000)
+    assert second.rows == 150 and second.lag.rows_behind == 0
+    assert set(first.frame["id"]).isdisjoint(second.frame["id"])
+
+
+def test_late_committing_writer_is_not_skipped(engine):
+    slow = engine.connect()
+    slow_tx = slow.begin()
+    slow_id = slow.execute(INSERT).scalar_one()  # takes the lower id and an older transaction id
+    with engine.begin() as conn:
+        fast_id = conn.execute(INSERT).scalar_one()
+    assert fast_id > slow_id
+    # The fast row is committed, but an older transaction is still open: the reader must wait for it.
+    pulled = ingest.pull_new_interactions(engine, "c", 100)
+    assert pulled.rows == 0
+    slow_tx.commit()
+    slow.close()
+    pulled = ingest.pull_new_interactions(engine, "c", 100)
+    assert sorted(pulled.frame["id"]) == [slow_id, fast_id]
+
+
+def test_aborted_writer_leaves_no_gap(engine):
+    with engine.connect() as conn:
+        tx = conn.begin()
+        conn.execute(INSERT)
+        tx.rollback()
+    with engine.begin() as conn:
+        kept = conn.execute(INSERT).scalar_one()
+    assert ingest.pull_new_interactions(engine, "c", 100).frame["id"].tolist() == [kept]
+
+
+def test_cursor_orders_transaction_ids_as_numbers(engine):
+    # Explicit txids across decimal digit boundaries: sorted as text, '1000' would come before '999'.
+    txids = [8, 9, 10, 11, 99, 100, 101, 999, 1000, 1001]
+    with engine.begin() as conn:
+        for t in txids:
+            conn.execute(sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at,"
+                                 " txid) VALUES (1, 1, 'click', 1, 1, now(), CAST(:t AS xid8))"), {"t": str(t)})
+    seen = []
+    for _ in range(10):
+        pulled = ingest.pull_new_interactions(engine, "c", 3)
+        if not pulled.rows:
+            break
+        seen += [int(t) for t in pulled.frame["txid"]]
+        _advance(engine, pulled)
+    assert seen == txids

@@ -1,0 +1,68 @@
+"""Project rules that code review would otherwise have to catch."""
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imports_of(package: str) -> dict[str, set[str]]:
+    found = {}
+    for path in (ROOT / package).rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_imports_go_one_way():
+    for path, names in imports_of("freshrec").items():
+        assert not names & {"prefect", "flows", "tasks", "freshrec_cli"}, path
+    for path, names in imports_of("tasks").items():
+        assert not names & {"flows", "freshrec_cli"}, path
+    for path, names in imports_of("flows").items():
+        assert "freshrec_cli" not in names, path
+
+
+def test_no_sql_built_with_f_strings():
+    # SQL keywords are upper case in this code base; prose in messages is not.
+    pattern = re.compile(r"""f["'][^"']*\b(SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE|DROP|ALTER TABLE)\b""")
+    for package in ("freshrec", "tasks", "flows", "freshrec_cli", "bench"):
+        for path in (ROOT / package).rglob("*.py"):
+            assert not pattern.search(path.read_text()), path
+
+
+def test_every_named_query_exists():
+    used = set()
+    for package in ("freshrec", "tasks", "flows", "freshrec_cli"):
+        for path in (ROOT / package).rglob("*.py"):
+            used |= set(re.findall(r"""query\(["']([a-z0-9_]+)["']\)""", path.read_text()))
+    files = {p.stem for p in (ROOT / "sql" / "queries").glob("*.sql")}
+    assert used - files == set()
+    assert files - used == set(), "unused query files"
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = 'python3 -m venv .venv && .venv/bin/pip install -e ".[dev]" && .venv/bin/python -m pytest'
+    assert command in readme and command in ci
+    assert "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/freshrec demo" in readme
+
+
+def test_prefect_yaml_points_at_the_flow():
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load((ROOT / "deploy" / "prefect.yaml").read_text())
+    (deployment,) = spec["deployments"]
+    assert deployment["concurrency_limit"]["limit"] == 1
+    assert deployment["schedules"][0]["interval"] == 300
+    flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
+    assert flow.name == "freshrec-update"
