@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> dict:
     settings = load_settings()
     engine = create_engine(url)
     migrations.upgrade(engine)
-    spec = StreamSpec(users=300, items=400, events=2 * args.rows, drift_at=0.75, seed=1)
+    spec = StreamSpec(users=300, items=400, events=args.rows, drift_at=None, seed=1)
     rows = []
-    insert_stream(engine, StreamSpec(**{**spec.__dict__, "events": args.rows}))
+    insert_stream(engine, spec)
     for label in ("cold start", f"warm, {args.rows} new rows", "empty"):
         if label.startswith("warm"):
             insert_stream(engine, StreamSpec(**{**spec.__dict__, "seed": 2}))
