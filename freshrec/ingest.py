@@ -20,6 +20,10 @@ from freshrec.sqlfiles import query
 
 log = logging.getLogger(__name__)
 
+# The pandas type of each pulled column when the database gives no value to infer it from (all NULL).
+NULL_COLUMN_DTYPES = {"id": "Int64", "user_id": "Int64", "item_id": "Int64", "label": "Int16", "dwell_ms": "Int32",
+                      "event_type": "string", "occurred_at": "datetime64[ns, UTC]",
+                      "inserted_at": "datetime64[ns, UTC]", "txid": "string"}
 INTERACTION_COLUMNS = ["id", "user_id", "item_id", "event_type", "label", "dwell_ms", "occurred_at",
                        "inserted_at", "txid"]
 
@@ -72,6 +76,11 @@ def pull_new_interactions(engine: Engine, consumer: str, max_rows: int) -> Pulle
         frame = pd.read_sql_query(query("pull_batch"), conn, params={**start.as_params(), "max_rows": max_rows},
                                   dtype_backend="numpy_nullable")
     frame = frame[INTERACTION_COLUMNS]
+    for column, dtype in NULL_COLUMN_DTYPES.items():
+        # An all-NULL column (MovieLens has no dwell times) comes back as object; give it its schema type.
+        # A column that holds values keeps its inferred type, so a changed table still fails the schema check.
+        if frame[column].isna().all():
+            frame[column] = frame[column].astype(dtype)
     end = Cursor(str(frame["txid"].iloc[-1]), int(frame["id"].iloc[-1])) if len(frame) else start
     lag = measure_lag(engine, end)
     log.info("pulled %d new interactions (%d still waiting, %.0f s behind)", len(frame), lag.rows_behind,

@@ -176,7 +176,6 @@ def models_list(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOp
 
 
 def main() -> None:
-    import click
     import sqlalchemy.exc
 
     from freshrec.db import describe_error
@@ -184,16 +183,10 @@ def main() -> None:
 
     setup_logging(verbose=bool(os.environ.get("FRESHREC_VERBOSE")))
     try:
-        app(standalone_mode=False)
+        app()  # usage errors are typer's own: a short message and exit code 2
     except FreshrecError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)
-    except click.ClickException as exc:  # bad options: click's own one-line usage error
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.Abort):
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
     except sqlalchemy.exc.OperationalError as exc:  # the database went away in the middle of a command
         sys.stderr.write(f"error: The database connection failed during the command ({describe_error(exc)}): "
                          "check that PostgreSQL is running and FRESHREC_DATABASE_URL is right, then run it again.\n")

@@ -68,3 +68,18 @@ def test_cursor_orders_transaction_ids_as_numbers(engine):
         seen += [int(t) for t in pulled.frame["txid"]]
         _advance(engine, pulled)
     assert seen == txids
+
+
+def test_all_null_optional_column_keeps_its_type(engine):
+    # MovieLens ratings have no dwell time: a batch whose dwell_ms is all NULL must still validate.
+    from freshrec.quality import QualityRules, validate_batch
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO items (id, title) VALUES (1, 'x')"))
+        conn.execute(sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, occurred_at) "
+                             "SELECT g, 1, 'rating', g % 2, now() - interval '1 hour' FROM generate_series(1, 20) g"))
+    pulled = ingest.pull_new_interactions(engine, "c", 100)
+    assert str(pulled.frame["dwell_ms"].dtype) == "Int32"
+    rules = QualityRules(("rating",), 1000, 60, 1.0, 100, 0.5)
+    validated = validate_batch(pulled.frame, rules, {1})
+    assert validated.accepted and len(validated.clean) == 20
