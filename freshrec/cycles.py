@@ -118,6 +118,54 @@ def record_empty(engine: Engine, summary: CycleSummary) -> CycleSummary:
 # --- the commit -------------------------------------------------------------------------------------------
 
 
+def _record_batch(conn, *, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch) -> int:
+    """Inside the commit: advance the cursor (compare-and-set), write the manifest, quarantine, GX result."""
+    bounds = {**pulled.from_cursor.as_params("from"), **pulled.to_cursor.as_params("to")}
+    moved = conn.execute(query("cursor_advance"), {"consumer": pulled.consumer, **bounds}).rowcount
+    if moved != 1:
+        raise ConcurrentCycleError(
+            f"The ingestion cursor of consumer {pulled.consumer!r} moved while this cycle ran (another cycle "
+            "committed first): this cycle's work was rolled back and its rows stay with the other cycle."
+        )
+    in_bounds = conn.execute(query("batch_row_count"), bounds).scalar_one()
+    if in_bounds != pulled.rows:
+        # The manifest must describe exactly the rows this cycle took; anything else is a bug, and
+        # committing it would lose or repeat rows.
+        raise ConcurrentCycleError(
+            f"The batch bounds hold {in_bounds} rows but the cycle pulled {pulled.rows}: nothing was "
+            "committed; report this as a bug with the cycle's log.")
+    # Event-time bounds of the clean rows: a quarantined row dated next year must not stretch them.
+    times = validated.clean["occurred_at"].dropna()
+    batch_id = int(conn.execute(query("batch_insert"), {
+        "consumer": pulled.consumer, "cycle_id": cycle_id, **bounds,
+        "row_count": validated.rows, "clean_count": len(validated.clean),
+        "quarantined_count": len(validated.quarantined),
+        "min_occurred_at": times.min() if len(times) else None,
+        "max_occurred_at": times.max() if len(times) else None,
+        "status": "accepted" if validated.accepted else "rejected", "reject_reason": validated.reject_reason,
+        "reason_counts": json.dumps(validated.reason_counts),
+    }).scalar_one())
+    if len(validated.quarantined):
+        conn.execute(query("quarantine_insert"), {"consumer": pulled.consumer, "batch_id": batch_id,
+                                                  "rows": quarantine_payload(validated)})
+    conn.execute(query("validation_insert"), {
+        "batch_id": batch_id, "suite_name": SUITE_NAME, "suite_version": SUITE_VERSION,
+        "success": validated.gx_success, "statistics": json.dumps(validated.gx_statistics),
+        "results": json.dumps(validated.gx_results, default=str)})
+    return batch_id
+
+
+def commit_batch(engine: Engine, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch) -> int:
+    """Commit a batch's ingestion alone (no model work): for tools and benchmarks that only ingest."""
+    summary = CycleSummary(cycle_id, "completed", pulled.consumer, f"ingested {pulled.rows} rows",
+                           rows_pulled=pulled.rows, rows_clean=len(validated.clean),
+                           rows_quarantined=len(validated.quarantined), quarantine_reasons=validated.reason_counts)
+    with engine.begin() as conn:
+        batch_id = _record_batch(conn, cycle_id=cycle_id, pulled=pulled, validated=validated)
+        conn.execute(query("cycle_finish"), _finish_params(summary, batch_id, None, None, None))
+    return batch_id
+
+
 def commit_cycle(
     engine: Engine,
     *,
@@ -131,40 +179,9 @@ def commit_cycle(
     reference_sample: list[dict] | None,
 ) -> tuple[CycleSummary, PublishResult | None]:
     """Commit everything the cycle decided, atomically; raises ConcurrentCycleError if the cursor moved."""
-    frame = pulled.frame
     publish: PublishResult | None = None
     with engine.begin() as conn:
-        moved = conn.execute(query("cursor_advance"), {
-            "consumer": pulled.consumer, **pulled.from_cursor.as_params("from"),
-            **pulled.to_cursor.as_params("to")}).rowcount
-        if moved != 1:
-            raise ConcurrentCycleError(
-                f"The ingestion cursor of consumer {pulled.consumer!r} moved while this cycle ran (another cycle "
-                "committed first): this cycle's work was rolled back and its rows stay with the other cycle."
-            )
-        bounds = {**pulled.from_cursor.as_params("from"), **pulled.to_cursor.as_params("to")}
-        in_bounds = conn.execute(query("batch_row_count"), bounds).scalar_one()
-        if in_bounds != len(frame):
-            # The manifest must describe exactly the rows this cycle took; anything else is a bug, and
-            # committing it would lose or repeat rows.
-            raise ConcurrentCycleError(
-                f"The batch bounds hold {in_bounds} rows but the cycle pulled {len(frame)}: nothing was "
-                "committed; report this as a bug with the cycle's log.")
-        batch_id = int(conn.execute(query("batch_insert"), {
-            "consumer": pulled.consumer, "cycle_id": summary.cycle_id, **bounds,
-            "row_count": validated.rows, "clean_count": len(validated.clean),
-            "quarantined_count": len(validated.quarantined),
-            "min_occurred_at": frame["occurred_at"].min() if frame["occurred_at"].notna().any() else None,
-            "max_occurred_at": frame["occurred_at"].max() if frame["occurred_at"].notna().any() else None,
-            "status": "accepted" if validated.accepted else "rejected", "reject_reason": validated.reject_reason,
-            "reason_counts": json.dumps(validated.reason_counts),
-        }).scalar_one())
-        if len(validated.quarantined):
-            conn.execute(query("quarantine_insert"), {"batch_id": batch_id, "rows": quarantine_payload(validated)})
-        conn.execute(query("validation_insert"), {
-            "batch_id": batch_id, "suite_name": SUITE_NAME, "suite_version": SUITE_VERSION,
-            "success": validated.gx_success, "statistics": json.dumps(validated.gx_statistics),
-            "results": json.dumps(validated.gx_results, default=str)})
+        batch_id = _record_batch(conn, cycle_id=summary.cycle_id, pulled=pulled, validated=validated)
         if outcome is not None and outcome.artifact is not None:
             publish = insert_version_and_maybe_promote(
                 conn, artifact=outcome.artifact, decision=decision, champion_before=outcome.champion_version,

@@ -159,7 +159,7 @@ def generate_events(spec: StreamSpec, catalogue: Catalogue) -> dict[str, np.ndar
         "labels": label,
         "dwell_ms": dwell,
         "copy_previous": np.zeros(n, dtype=bool),  # a producer's retry: same event, same time
-        "time_shift_s": np.zeros(n),  # a device with a wrong clock
+        "future": np.zeros(n, dtype=bool),  # a device whose clock runs a day ahead
         "drift_index": np.array([drift_index if spec.drift_at is not None else -1]),
     }
     _add_noise(cols, spec.noise, rng, int(catalogue.ids.max()))
@@ -190,16 +190,17 @@ def _add_noise(cols: dict[str, np.ndarray], share: float, rng: np.random.Generat
         elif name == "bad_label":
             cols["labels"][k] = 7
         else:
-            cols["time_shift_s"][k] = 86_400.0
+            cols["future"][k] = True
 
 
 def _insert_chunk(engine: Engine, cols: dict[str, np.ndarray], lo: int, hi: int, times: list[datetime]) -> None:
     times = list(times)
+    written = datetime.now(timezone.utc)
     for j, k in enumerate(range(lo, hi)):
         if cols["copy_previous"][k] and j > 0:
             times[j] = times[j - 1]
-        elif cols["time_shift_s"][k]:
-            times[j] = times[j] + timedelta(seconds=float(cols["time_shift_s"][k]))
+        elif cols["future"][k]:
+            times[j] = written + timedelta(days=1)
     with engine.begin() as conn:
         conn.execute(query("insert_interactions"), {
             "user_ids": cols["user_ids"][lo:hi].tolist(),

@@ -16,16 +16,57 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from freshrec.db import copy_out_csv
 from freshrec.sqlfiles import query
 
 log = logging.getLogger(__name__)
 
-# The pandas type of each pulled column when the database gives no value to infer it from (all NULL).
-NULL_COLUMN_DTYPES = {"id": "Int64", "user_id": "Int64", "item_id": "Int64", "label": "Int16", "dwell_ms": "Int32",
-                      "event_type": "string", "occurred_at": "datetime64[ns, UTC]",
-                      "inserted_at": "datetime64[ns, UTC]", "txid": "string"}
 INTERACTION_COLUMNS = ["id", "user_id", "item_id", "event_type", "label", "dwell_ms", "occurred_at",
                        "inserted_at", "txid"]
+
+
+def _arrow_types():
+    import pyarrow as pa
+
+    utc = pa.timestamp("us", tz="UTC")
+    return {"id": pa.int64(), "user_id": pa.int64(), "item_id": pa.int64(), "event_type": pa.string(),
+            "label": pa.int16(), "dwell_ms": pa.int32(), "occurred_at": utc, "inserted_at": utc, "txid": pa.string()}
+
+
+def parse_interactions_csv(data: bytes) -> pd.DataFrame:
+    """PostgreSQL CSV (NULL = empty unquoted field) to a frame with pandas' nullable types.
+
+    Types come from the schema, not from the values, so an all-NULL column keeps its type.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    types = _arrow_types()
+    if not data:
+        table = pa.table({name: pa.array([], type=types[name]) for name in INTERACTION_COLUMNS})
+    else:
+        def read(column_types):
+            return pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(column_names=INTERACTION_COLUMNS),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=column_types, null_values=[""], strings_can_be_null=True,
+                    quoted_strings_can_be_null=False, timestamp_parsers=["%Y-%m-%d %H:%M:%S%z", pacsv.ISO8601]))
+
+        try:
+            table = read(types)
+        except pa.ArrowInvalid as exc:
+            # A producer changed a column's type: keep the values as text so that validation rejects the
+            # batch as schema-broken and quarantines its rows, instead of the cycle failing on every run.
+            log.warning("pulled values do not fit the schema's types (%s); reading them as text", exc)
+            table = read({name: (types[name] if name in ("id", "txid") else pa.string())
+                          for name in INTERACTION_COLUMNS})
+    nullable = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.int16(): pd.Int16Dtype(),
+                pa.string(): pd.StringDtype("pyarrow")}  # no Python string objects per row
+    return table.to_pandas(types_mapper=nullable.get)
 
 
 @dataclass(frozen=True)
@@ -72,15 +113,8 @@ def measure_lag(engine: Engine, cursor: Cursor) -> Lag:
 def pull_new_interactions(engine: Engine, consumer: str, max_rows: int) -> PulledBatch:
     """Read (without consuming) up to max_rows interactions past the consumer's cursor."""
     start = read_cursor(engine, consumer)
-    with engine.connect() as conn:
-        frame = pd.read_sql_query(query("pull_batch"), conn, params={**start.as_params(), "max_rows": max_rows},
-                                  dtype_backend="numpy_nullable")
-    frame = frame[INTERACTION_COLUMNS]
-    for column, dtype in NULL_COLUMN_DTYPES.items():
-        # An all-NULL column (MovieLens has no dwell times) comes back as object; give it its schema type.
-        # A column that holds values keeps its inferred type, so a changed table still fails the schema check.
-        if frame[column].isna().all():
-            frame[column] = frame[column].astype(dtype)
+    data = copy_out_csv(engine, query("pull_batch"), {**start.as_params(), "max_rows": max_rows})
+    frame = parse_interactions_csv(data)
     end = Cursor(str(frame["txid"].iloc[-1]), int(frame["id"].iloc[-1])) if len(frame) else start
     lag = measure_lag(engine, end)
     log.info("pulled %d new interactions (%d still waiting, %.0f s behind)", len(frame), lag.rows_behind,

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     duplicate_window_s: float = Field(2.0, ge=0, description="Same user, item and event within this window: duplicate.")
     bot_events_per_minute: int = Field(120, gt=0, description="A user above this rate in a batch is treated as a bot.")
     batch_reject_share: float = Field(0.5, gt=0, le=1, description="Share of bad rows above which a batch trains nothing.")
+    gx_max_rows: int = Field(50_000, gt=0, description="Great Expectations validates the whole batch up to this "
+                             "many rows and a uniform sample of this size beyond; freshrec's row rules see every row.")
 
     # --- training -----------------------------------------------------------------------------
     min_train_rows: int = Field(32, ge=1)

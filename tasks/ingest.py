@@ -24,8 +24,8 @@ def pull_new_interactions(settings: Settings) -> PulledBatch:
 @task(name="validate-and-denoise", cache_policy=NO_CACHE)
 def validate_and_denoise(settings: Settings, pulled: PulledBatch) -> ValidatedBatch:
     engine = engine_for(settings)
-    item_ids = pulled.frame["item_id"].dropna().astype("int64").unique().tolist()
-    validated = quality.validate_batch(pulled.frame, quality_rules(settings), quality.known_items(engine, item_ids))
+    validated = quality.check_batch(engine, pulled, quality_rules(settings), gx_max_rows=settings.gx_max_rows,
+                                    seed=settings.seed)
     logger = get_run_logger()
     logger.info("%d clean, %d quarantined %s; GX suite %s", len(validated.clean), len(validated.quarantined),
                 validated.reason_counts, "passed" if validated.gx_success else "failed")

@@ -91,7 +91,7 @@ def test_bad_rows_are_quarantined_not_dropped_and_gx_agrees():
     assert gx[("expect_column_values_to_not_be_null", "user_id")] == v.reason_counts["null_user_id"]
     assert gx[("expect_column_values_to_be_in_set", "label")] == v.reason_counts["bad_label"]
     assert gx[("expect_column_values_to_be_between", "dwell_ms")] == v.reason_counts["dwell_out_of_range"]
-    assert gx[("expect_column_values_to_be_in_set", "item_id")] == v.reason_counts["unknown_item"]
+    assert gx[("expect_column_values_to_not_be_in_set", "item_id")] == v.reason_counts["unknown_item"]
     assert gx[("expect_column_values_to_be_between", "occurred_at")] == v.reason_counts["future_timestamp"]
 
 

@@ -68,7 +68,7 @@ CREATE TABLE ingest_batches (
     row_count         INTEGER NOT NULL CHECK (row_count >= 0),
     clean_count       INTEGER NOT NULL CHECK (clean_count >= 0),
     quarantined_count INTEGER NOT NULL CHECK (quarantined_count >= 0),
-    min_occurred_at   TIMESTAMPTZ,
+    min_occurred_at   TIMESTAMPTZ,  -- event-time bounds of the batch's clean rows
     max_occurred_at   TIMESTAMPTZ,
     status            TEXT NOT NULL CHECK (status IN ('accepted', 'rejected')),
     reject_reason     TEXT,
@@ -78,14 +78,18 @@ CREATE TABLE ingest_batches (
 );
 
 -- Rows set aside, with why. Never deletes from interactions; keeps a copy of the row as it was pulled.
+-- Each consumer takes a row once, so it quarantines it at most once.
 CREATE TABLE quarantine (
-    interaction_id BIGINT PRIMARY KEY,
+    consumer       TEXT NOT NULL,
+    interaction_id BIGINT NOT NULL,
     batch_id       BIGINT NOT NULL REFERENCES ingest_batches (id),
     reasons        TEXT[] NOT NULL CHECK (cardinality(reasons) > 0),
     row_data       JSONB NOT NULL,
-    created_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+    created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, interaction_id)
 );
 CREATE INDEX quarantine_batch ON quarantine (batch_id);
+CREATE INDEX quarantine_interaction ON quarantine (interaction_id);
 
 -- Great Expectations result per batch.
 CREATE TABLE validation_results (

@@ -1,0 +1,1 @@
+SELECT max(max_occurred_at) FROM ingest_batches WHERE consumer = :consumer
