@@ -11,6 +11,7 @@ cursor is untouched and a crashed run's rows are taken again by the next one.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -56,14 +57,21 @@ def parse_interactions_csv(data: bytes) -> pd.DataFrame:
                     column_types=column_types, null_values=[""], strings_can_be_null=True,
                     quoted_strings_can_be_null=False, timestamp_parsers=["%Y-%m-%d %H:%M:%S%z", pacsv.ISO8601]))
 
-        try:
-            table = read(types)
-        except pa.ArrowInvalid as exc:
-            # A producer changed a column's type: keep the values as text so that validation rejects the
-            # batch as schema-broken and quarantines its rows, instead of the cycle failing on every run.
-            log.warning("pulled values do not fit the schema's types (%s); reading them as text", exc)
-            table = read({name: (types[name] if name in ("id", "txid") else pa.string())
-                          for name in INTERACTION_COLUMNS})
+        column_types = dict(types)
+        while True:
+            try:
+                table = read(column_types)
+                break
+            except pa.ArrowInvalid as exc:
+                # A producer changed a column's type: keep that column as text, so that validation rejects
+                # the batch as schema-broken and quarantines its rows, instead of failing every cycle.
+                match = re.search(r"CSV column #(\d+)", str(exc))
+                name = INTERACTION_COLUMNS[int(match.group(1))] if match else None
+                if name is None or name in ("id", "txid") or column_types[name] == pa.string():
+                    raise
+                log.warning("column %s holds values that are not %s (%s); reading it as text", name,
+                            column_types[name], exc)
+                column_types[name] = pa.string()
     nullable = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.int16(): pd.Int16Dtype(),
                 pa.string(): pd.StringDtype("pyarrow")}  # no Python string objects per row
     return table.to_pandas(types_mapper=nullable.get)
@@ -79,9 +87,28 @@ class Cursor:
 
 
 @dataclass(frozen=True)
+class HorizonStall:
+    """An old transaction that keeps the reader from taking committed rows."""
+    held_back_rows: int
+    pid: int
+    transaction_age_s: float
+    application_name: str | None
+    user: str | None
+    client_addr: str | None
+    state: str | None
+    query: str | None
+
+    def describe(self) -> str:
+        return (f"{self.held_back_rows} committed rows wait behind transaction of backend {self.pid} "
+                f"({self.application_name or 'no application name'}, user {self.user}, {self.state}) open for "
+                f"{self.transaction_age_s:.0f} s: commit or end it (SELECT pg_terminate_backend({self.pid}))")
+
+
+@dataclass(frozen=True)
 class Lag:
     rows_behind: int
     seconds_behind: float
+    stall: HorizonStall | None = None
 
 
 @dataclass
@@ -104,19 +131,29 @@ def read_cursor(engine: Engine, consumer: str) -> Cursor:
     return Cursor(row.last_txid, int(row.last_id))
 
 
-def measure_lag(engine: Engine, cursor: Cursor) -> Lag:
+def measure_lag(engine: Engine, cursor: Cursor, stall_after_s: float = 60.0) -> Lag:
+    """Rows and seconds behind the cursor, and a horizon stall when an old transaction holds rows back."""
     with engine.connect() as conn:
         row = conn.execute(query("ingest_lag"), cursor.as_params()).one()
-    return Lag(int(row.rows_behind), float(row.seconds_behind))
+        stall = None
+        if row.rows_behind:
+            held = int(conn.execute(query("horizon_held_back"), cursor.as_params()).scalar_one())
+            oldest = conn.execute(query("oldest_transaction")).first() if held else None
+            if oldest is not None and float(oldest.transaction_age_s or 0) >= stall_after_s:
+                stall = HorizonStall(held, int(oldest.pid), float(oldest.transaction_age_s),
+                                     oldest.application_name, oldest.usename, oldest.client_addr, oldest.state,
+                                     oldest.query)
+                log.warning("horizon stall: %s", stall.describe())
+    return Lag(int(row.rows_behind), float(row.seconds_behind), stall)
 
 
-def pull_new_interactions(engine: Engine, consumer: str, max_rows: int) -> PulledBatch:
+def pull_new_interactions(engine: Engine, consumer: str, max_rows: int, stall_after_s: float = 60.0) -> PulledBatch:
     """Read (without consuming) up to max_rows interactions past the consumer's cursor."""
     start = read_cursor(engine, consumer)
     data = copy_out_csv(engine, query("pull_batch"), {**start.as_params(), "max_rows": max_rows})
     frame = parse_interactions_csv(data)
     end = Cursor(str(frame["txid"].iloc[-1]), int(frame["id"].iloc[-1])) if len(frame) else start
-    lag = measure_lag(engine, end)
+    lag = measure_lag(engine, end, stall_after_s)
     log.info("pulled %d new interactions (%d still waiting, %.0f s behind)", len(frame), lag.rows_behind,
              lag.seconds_behind)
     return PulledBatch(consumer, frame, start, end, lag)

@@ -296,11 +296,13 @@ def validate_batch(frame: pd.DataFrame, rules: QualityRules, known_item_ids: set
     sample = frame.sample(n=gx_max_rows, random_state=seed) if len(frame) > gx_max_rows else frame
     gx_success, statistics, results = run_expectations(sample, rules, known_item_ids, now)
     statistics = {**statistics, "rows": len(frame), "rows_validated_by_gx": len(sample)}
-    flags = row_flags(frame, rules, known_item_ids, now, earlier)
-    bad = flags != 0
     schema_broken = [f"columns differ from {INTERACTION_COLUMNS} (observed {r['observed_value']})"
                      for r in results if r["expectation"] == "expect_table_columns_to_match_set" and not r["success"]]
     schema_broken += schema_problems(frame)
+    # Row rules need the schema's types; a schema-broken batch is rejected whole anyway.
+    flags = (np.zeros(len(frame), dtype=np.uint32) if schema_broken
+             else row_flags(frame, rules, known_item_ids, now, earlier))
+    bad = flags != 0
     bad_share = float(bad.mean()) if len(frame) else 0.0
     reject_reason = None
     if schema_broken:

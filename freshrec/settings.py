@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     # --- ingestion and quality ----------------------------------------------------------------
     max_batch_rows: int = Field(50_000, gt=0, description="Most rows one cycle pulls; a backlog takes several cycles.")
+    horizon_stall_s: float = Field(60.0, gt=0, description="Report a stall when committed rows wait this long "
+                                   "behind another session's open transaction.")
     event_types: list[str] = Field(["impression", "click", "skip", "like", "purchase", "rating", "view"], min_length=1)
     max_dwell_ms: int = Field(3_600_000, gt=0)
     clock_skew_s: int = Field(300, ge=0, description="How far in the future occurred_at may lie.")

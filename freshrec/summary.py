@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from freshrec.cycles import CycleSummary
@@ -19,7 +20,8 @@ def _auc(metrics: dict, who: str) -> float | None:
 def build_summary(*, cycle_id: int, consumer: str, pulled: PulledBatch, validated: ValidatedBatch | None,
                   outcome: UpdateOutcome | None, drift: DriftReport | None, decision: Decision | None,
                   stage_seconds: dict[str, float], drift_path: Path | None = None) -> CycleSummary:
-    lag = {"rows_behind": pulled.lag.rows_behind, "seconds_behind": round(pulled.lag.seconds_behind, 1)}
+    lag = {"rows_behind": pulled.lag.rows_behind, "seconds_behind": round(pulled.lag.seconds_behind, 1),
+           "horizon_stall": asdict(pulled.lag.stall) if pulled.lag.stall else None}
     seconds = {k: round(v, 3) for k, v in stage_seconds.items()}
     if pulled.rows == 0:
         return CycleSummary(cycle_id, "empty", consumer, "no new rows: nothing to do", lag=lag,

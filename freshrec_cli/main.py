@@ -22,8 +22,10 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="freshrec keeps a recommender's transformer CTR model fresh.")
 db_app = typer.Typer(no_args_is_help=True, help="Schema migrations.")
 models_app = typer.Typer(no_args_is_help=True, help="The model registry.")
+quarantine_app = typer.Typer(no_args_is_help=True, help="Rows set aside by validation, with their reasons.")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(quarantine_app, name="quarantine")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="minilm (default), tiny, or a Hugging Face "
@@ -155,6 +157,60 @@ def demo(
     result = run_demo(settings, cycles=cycles, as_json=as_json)
     if as_json:
         emit(result, as_json)
+
+
+# --- status and quarantine -------------------------------------------------------------------------------
+
+
+@app.command("status")
+def status(as_json: JsonOpt = False) -> None:
+    """Ingestion status: interactions, rows consumed and quarantined, lag, horizon stalls, the last cycle."""
+    from freshrec.status import ingest_status
+
+    settings = _settings()
+    st = ingest_status(_engine(settings), settings.consumer, settings.horizon_stall_s)
+    last = st["last_cycle"]
+    lines = [f"consumer {st['consumer']}: {st['interactions']} interactions, {st['rows_consumed']} consumed, "
+             f"{st['rows_quarantined']} quarantined ({st['rejected_batches']} rejected batches)",
+             f"lag: {st['lag']['rows']} rows, {st['lag']['seconds']:.0f} s",
+             "last cycle: " + (f"{last['id']} {last['status']} at {last['finished_at'] or last['started_at']}"
+                               if last else "none yet")]
+    if st["horizon_stall"]:
+        from freshrec.ingest import HorizonStall
+
+        lines.append("HORIZON STALL: " + HorizonStall(**st["horizon_stall"]).describe())
+    emit(st, as_json, "\n".join(lines))
+
+
+@quarantine_app.command("stats")
+def quarantine_stats(as_json: JsonOpt = False) -> None:
+    """Quarantined rows per reason code."""
+    from freshrec.status import quarantine_stats as stats
+
+    settings = _settings()
+    rows = stats(_engine(settings), settings.consumer)
+    emit({"consumer": settings.consumer, "reasons": rows}, as_json,
+         "\n".join(f"{r['reason']:<22} {r['rows']:>9}  last {r['last_seen'][:19]}" for r in rows)
+         or "nothing quarantined")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    reason: Annotated[Optional[str], typer.Option(help="Only rows with this reason code.")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Only rows of this batch id.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Quarantined rows, newest first, with their reasons and the row as it was pulled."""
+    import json
+
+    from freshrec.status import quarantine_rows
+
+    settings = _settings()
+    rows = quarantine_rows(_engine(settings), settings.consumer, reason=reason, batch_id=batch, limit=limit)
+    emit({"consumer": settings.consumer, "rows": rows}, as_json,
+         "\n".join(f"{r['interaction_id']:>10} batch {r['batch_id']:<6} {','.join(r['reasons']):<30} "
+                   f"{json.dumps(r['row_data'])[:120]}" for r in rows) or "no quarantined rows match")
 
 
 # --- models -----------------------------------------------------------------------------------------------

@@ -15,9 +15,13 @@ from tasks.common import engine_for, quality_rules
 
 @task(name="pull-new-interactions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
 def pull_new_interactions(settings: Settings) -> PulledBatch:
-    pulled = ingest.pull_new_interactions(engine_for(settings), settings.consumer, settings.max_batch_rows)
-    get_run_logger().info("pulled %d rows; %d still waiting (%.0f s behind)", pulled.rows, pulled.lag.rows_behind,
-                          pulled.lag.seconds_behind)
+    pulled = ingest.pull_new_interactions(engine_for(settings), settings.consumer, settings.max_batch_rows,
+                                          settings.horizon_stall_s)
+    logger = get_run_logger()
+    logger.info("pulled %d rows; %d still waiting (%.0f s behind)", pulled.rows, pulled.lag.rows_behind,
+                pulled.lag.seconds_behind)
+    if pulled.lag.stall:
+        logger.warning("horizon stall: %s", pulled.lag.stall.describe())
     return pulled
 
 

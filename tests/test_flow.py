@@ -63,17 +63,56 @@ def test_cycles_go_through_every_stage(prefect_harness, env, engine, tmp_path):
     assert count(engine, "model_versions") == 2
 
 
-def test_rejected_batch_trains_nothing_and_moves_on(prefect_harness, env, engine):
-    with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO items (id, title) VALUES (1, 'a thing')"))
+def _good_batch(engine, seed):
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=seed))
+
+
+def test_mostly_bad_batch_trains_nothing_and_the_next_good_one_trains(prefect_harness, env, engine):
+    env.setenv("FRESHREC_MIN_AUC", "0")
+    generate.ensure_catalogue(engine, generate.build_catalogue(30))
+    with engine.begin() as conn:  # 60 % bad labels
         conn.execute(sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at) "
-                             "SELECT g, 1, 'click', 7, 10, now() - interval '1 minute' FROM generate_series(1, 50) g"))
+                             "SELECT g, 1 + g % 30, 'click', CASE WHEN g <= 60 THEN 7 ELSE 1 END, 10, "
+                             "now() - interval '1 minute' * g FROM generate_series(1, 100) g"))
     summary = run()
     assert summary["batch"]["accepted"] is False and not summary["trained"]
-    assert "batch rejected" in summary["decision"]["reasons"][0]
-    assert count(engine, "quarantine", "'batch_rejected' = ANY(reasons)") == 50
+    assert "60% of the batch failed checks" in summary["decision"]["reasons"][0]
+    assert count(engine, "quarantine", "'batch_rejected' = ANY(reasons)") == 100
     assert count(engine, "model_versions") == 0
-    assert run()["status"] == "empty"  # the cursor moved past the bad batch
+    _good_batch(engine, 1)
+    after = run()
+    assert after["batch"]["accepted"] and after["trained"] and after["rows_pulled"] == 200
+    assert count(engine, "model_versions") == 1
+
+
+def test_broken_column_trains_nothing_and_the_next_good_batch_trains(prefect_harness, env, engine):
+    env.setenv("FRESHREC_MIN_AUC", "0")
+    generate.ensure_catalogue(engine, generate.build_catalogue(30))
+    with engine.begin() as conn:  # a producer deploys a bad schema change ...
+        conn.execute(sa.text("ALTER TABLE interactions ALTER COLUMN dwell_ms TYPE text"))
+        conn.execute(sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at) "
+                             "SELECT g, 1, 'click', 1, 'long', now() - interval '1 minute' FROM generate_series(1, 40) g"))
+    summary = run()
+    assert summary["batch"]["accepted"] is False and not summary["trained"]
+    assert summary["batch"]["reject_reason"].startswith("schema broken: dwell_ms has type")
+    assert count(engine, "quarantine", "'batch_rejected' = ANY(reasons)") == 40
+    with engine.begin() as conn:  # ... and reverts it
+        conn.execute(sa.text("ALTER TABLE interactions ALTER COLUMN dwell_ms TYPE integer "
+                             "USING CASE WHEN dwell_ms ~ '^-?[0-9]+$' THEN dwell_ms::integer END"))
+    _good_batch(engine, 2)
+    after = run()
+    assert after["batch"]["accepted"] and after["trained"] and after["rows_pulled"] == 200
+    assert count(engine, "interactions") == 240  # nothing deleted
+
+
+def test_second_cycle_of_a_consumer_is_skipped_while_one_holds_the_lock(prefect_harness, env, engine):
+    from freshrec.cycles import cycle_lock
+
+    with cycle_lock(engine, "default") as held:
+        assert held
+        summary = run()
+    assert summary["status"] == "skipped" and "another cycle" in summary["message"]
+    assert count(engine, "update_cycles", "status = 'skipped'") == 1
 
 
 def test_crash_before_commit_leaves_rows_for_the_next_run(prefect_harness, env, engine, monkeypatch):

@@ -1,0 +1,44 @@
+"""What the ingestion side looks like now: totals, lag, horizon stalls, the last cycle; and the quarantine."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from sqlalchemy.engine import Engine
+
+from freshrec.ingest import measure_lag, read_cursor
+from freshrec.sqlfiles import query
+
+
+def ingest_status(engine: Engine, consumer: str, stall_after_s: float = 60.0) -> dict:
+    cursor = read_cursor(engine, consumer)
+    lag = measure_lag(engine, cursor, stall_after_s)
+    with engine.connect() as conn:
+        totals = conn.execute(query("ingest_totals"), {"consumer": consumer}).one()
+        last = conn.execute(query("last_cycle"), {"consumer": consumer}).mappings().first()
+    return {
+        "consumer": consumer,
+        "cursor": {"txid": cursor.txid, "id": cursor.id},
+        "interactions": int(totals.interactions),
+        "rows_consumed": int(totals.consumed),
+        "rows_quarantined": int(totals.quarantined),
+        "rejected_batches": int(totals.rejected_batches),
+        "lag": {"rows": lag.rows_behind, "seconds": round(lag.seconds_behind, 1)},
+        "horizon_stall": asdict(lag.stall) if lag.stall else None,
+        "last_cycle": ({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in last.items()}
+                       if last else None),
+    }
+
+
+def quarantine_stats(engine: Engine, consumer: str) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(query("quarantine_stats"), {"consumer": consumer}).mappings().all()
+    return [{"reason": r["reason"], "rows": int(r["row_count"]), "last_seen": r["last_seen"].isoformat()} for r in rows]
+
+
+def quarantine_rows(engine: Engine, consumer: str, *, reason: str | None = None, batch_id: int | None = None,
+                    limit: int = 50) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(query("quarantine_list"), {"consumer": consumer, "reason": reason, "batch_id": batch_id,
+                                                       "limit": limit}).mappings().all()
+    return [{**dict(r), "created_at": r["created_at"].isoformat()} for r in rows]

@@ -1,0 +1,107 @@
+"""A corpus of bad rows written by a sloppy producer: each lands in quarantine with its reason; nothing is lost."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from freshrec import ingest, quality
+from freshrec.cycles import begin_cycle, commit_batch
+
+from conftest import count
+
+NOW = datetime.now(timezone.utc)
+T = NOW - timedelta(minutes=30)
+GOOD = {"user_id": 1, "item_id": 1, "event_type": "click", "label": 1, "dwell_ms": 1200, "occurred_at": T}
+
+# (name, row overrides, expected reason)
+CORPUS = [
+    ("null user", {"user_id": None}, "null_user_id"),
+    ("null item", {"item_id": None}, "null_item_id"),
+    ("null event", {"event_type": None}, "null_event_type"),
+    ("null label", {"label": None}, "null_label"),
+    ("null time", {"occurred_at": None}, "null_occurred_at"),
+    ("unknown item", {"item_id": 424242}, "unknown_item"),
+    ("extreme item id", {"item_id": 2**63 - 1}, "unknown_item"),
+    ("negative item id", {"item_id": -(2**63)}, "unknown_item"),
+    ("negative user id", {"user_id": -7}, "bad_user_id"),
+    ("zero user id", {"user_id": 0}, "bad_user_id"),
+    ("future timestamp", {"occurred_at": NOW + timedelta(days=2)}, "future_timestamp"),
+    ("year 9999", {"occurred_at": datetime(9999, 12, 31, tzinfo=timezone.utc)}, "future_timestamp"),
+    ("negative dwell", {"dwell_ms": -1}, "dwell_out_of_range"),
+    ("absurd dwell", {"dwell_ms": 2_000_000_000}, "dwell_out_of_range"),
+    ("label 7", {"label": 7}, "bad_label"),
+    ("label -1", {"label": -1}, "bad_label"),
+    ("unknown event type", {"event_type": "purchase_v2"}, "unknown_event_type"),
+    ("10 kB text", {"event_type": "click" * 2000}, "unknown_event_type"),
+    ("SQL-looking text", {"event_type": "click'); DROP TABLE interactions; --"}, "unknown_event_type"),
+    ("mojibake text", {"event_type": "cl\u00c3\u00a9ck \ufffd\ufffd"}, "unknown_event_type"),
+    ("control characters", {"event_type": "click\r\n\t\x1b[31m"}, "unknown_event_type"),
+    ("emoji and RTL", {"event_type": "\U0001f600 \u202eclick"}, "unknown_event_type"),
+    ("CSV-breaking text", {"event_type": 'cl,"i"\nck'}, "unknown_event_type"),
+]
+
+
+def insert(conn, rows):
+    conn.execute(sa.text(
+        "INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at) "
+        "VALUES (:user_id, :item_id, :event_type, :label, :dwell_ms, :occurred_at)"), rows)
+
+
+def take(engine, rules):
+    pulled = ingest.pull_new_interactions(engine, "c", 100_000)
+    validated = quality.check_batch(engine, pulled, rules)
+    commit_batch(engine, begin_cycle(engine, "c"), pulled, validated)
+    return pulled, validated
+
+
+def test_every_kind_of_bad_row_is_quarantined_with_its_reason(engine):
+    rules = quality.QualityRules(("click", "skip"), 3_600_000, 300, 2.0, 60, 0.5)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO items (id, title) SELECT g, 'item ' || g FROM generate_series(1, 50) g"))
+        # an earlier batch, so that a retry can land in the next one
+        insert(conn, [{**GOOD, "user_id": 900, "item_id": 9, "occurred_at": T - timedelta(minutes=5)}])
+    take(engine, rules)
+
+    clean = [{**GOOD, "user_id": 100 + i, "item_id": 1 + i % 50, "occurred_at": T + timedelta(seconds=i)}
+             for i in range(300)]
+    corpus = [{**GOOD, "user_id": 10 + k, **over} for k, (_, over, _) in enumerate(CORPUS)]
+    dup = {**GOOD, "user_id": 50, "item_id": 2}
+    extra = [
+        ("exact duplicate", dup, None), ("exact duplicate", dup, "duplicate"),
+        ("near duplicate", {**dup, "occurred_at": T + timedelta(seconds=1)}, "near_duplicate"),
+        ("retry of a consumed row", {**GOOD, "user_id": 900, "item_id": 9, "occurred_at": T - timedelta(minutes=5)},
+         "duplicate"),
+    ]
+    bot = [{**GOOD, "user_id": 66, "item_id": 1 + i % 50, "occurred_at": T + timedelta(seconds=i / 4)}
+           for i in range(100)]
+    with engine.begin() as conn:
+        insert(conn, clean + corpus + [r for _, r, _ in extra] + bot)
+    pulled, validated = take(engine, rules)
+    inserted = len(clean) + len(corpus) + len(extra) + len(bot)
+    assert pulled.rows == inserted
+    assert validated.accepted
+    assert len(validated.clean) + len(validated.quarantined) == inserted  # nothing lost
+    assert len(CORPUS) + len(extra) - 1 >= 20
+
+    with engine.connect() as conn:
+        by_id = {r.interaction_id: r.reasons for r in conn.execute(sa.text(
+            "SELECT interaction_id, reasons FROM quarantine"))}
+    reasons_by_row = dict(zip(pulled.frame["id"].astype(int), quality.row_reasons(
+        pulled.frame, rules, quality.known_items(engine, list(range(1, 51))), NOW,
+        earlier=quality.earlier_copies(engine, pulled.frame, pulled.from_cursor, 2.0, T))))
+    ids = pulled.frame["id"].astype(int).tolist()
+    offset = len(clean)
+    for k, (name, _, reason) in enumerate(CORPUS):
+        assert reason in by_id.get(ids[offset + k], []), name
+    offset += len(CORPUS)
+    for k, (name, _, reason) in enumerate(extra):
+        if reason is None:
+            assert ids[offset + k] not in by_id, "the first copy stays clean"
+        else:
+            assert reason in by_id.get(ids[offset + k], []), name
+    offset += len(extra)
+    assert all("bot_user" in by_id[i] for i in ids[offset:])
+    assert all(i not in by_id for i in ids[:len(clean)])
+    assert by_id == {i: r for i, r in reasons_by_row.items() if r}
+    assert count(engine, "interactions") == inserted + 1  # quarantine never deletes
