@@ -155,6 +155,16 @@ def _record_batch(conn, *, cycle_id: int, pulled: PulledBatch, validated: Valida
     return batch_id
 
 
+def _move_backlog(conn, consumer: str, cycle_id: int, outcome: UpdateOutcome) -> None:
+    """Rows trained on now leave the training backlog; rows held out or below the minimum join it."""
+    if outcome.backlog_used:
+        conn.execute(query("backlog_take"), {"consumer": consumer, "ids": outcome.backlog_used})
+    for reason, ids in outcome.backlog_add.items():
+        if ids:
+            conn.execute(query("backlog_add"), {"consumer": consumer, "reason": reason, "cycle_id": cycle_id,
+                                                "ids": ids})
+
+
 def commit_batch(engine: Engine, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch) -> int:
     """Commit a batch's ingestion alone (no model work): for tools and benchmarks that only ingest."""
     summary = CycleSummary(cycle_id, "completed", pulled.consumer, f"ingested {pulled.rows} rows",
@@ -182,6 +192,8 @@ def commit_cycle(
     publish: PublishResult | None = None
     with engine.begin() as conn:
         batch_id = _record_batch(conn, cycle_id=summary.cycle_id, pulled=pulled, validated=validated)
+        if outcome is not None:
+            _move_backlog(conn, pulled.consumer, summary.cycle_id, outcome)
         if outcome is not None and outcome.artifact is not None:
             publish = insert_version_and_maybe_promote(
                 conn, artifact=outcome.artifact, decision=decision, champion_before=outcome.champion_version,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 MIN_CLASS_ROWS = 5
 
@@ -21,4 +22,29 @@ def binary_metrics(labels, scores, min_rows: int = 30) -> dict:
 
         out["auc"] = float(roc_auc_score(y, p))
     out["significant"] = bool(n >= min_rows and min(positives, n - positives) >= MIN_CLASS_ROWS)
+    return out
+
+
+def ndcg_at_k(user_ids, labels, scores, k: int = 10) -> tuple[float | None, int]:
+    """Mean NDCG@k over users who have both a positive and a negative; returns (ndcg, users counted)."""
+    frame = pd.DataFrame({"u": np.asarray(user_ids), "y": np.asarray(labels, dtype=float),
+                          "s": np.asarray(scores, dtype=float)})
+    stats = frame.groupby("u")["y"].agg(["sum", "count"])
+    eligible = stats.index[(stats["sum"] > 0) & (stats["sum"] < stats["count"])]
+    if len(eligible) == 0:
+        return None, 0
+    frame = frame[frame["u"].isin(eligible)]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    values = []
+    for _, group in frame.groupby("u"):
+        ranked = group.sort_values("s", ascending=False, kind="stable")["y"].to_numpy()[:k]
+        ideal = np.sort(group["y"].to_numpy())[::-1][:k]
+        values.append(float((ranked * discounts[:len(ranked)]).sum() / (ideal * discounts[:len(ideal)]).sum()))
+    return float(np.mean(values)), len(values)
+
+
+def evaluate(user_ids, labels, scores, min_rows: int = 30) -> dict:
+    """Everything reported for one model on one set of rows."""
+    out = binary_metrics(labels, scores, min_rows)
+    out["ndcg_at_10"], out["ndcg_users"] = ndcg_at_k(user_ids, labels, scores, 10)
     return out

@@ -43,12 +43,16 @@ def build_summary(*, cycle_id: int, consumer: str, pulled: PulledBatch, validate
         summary.trained = outcome.trained
         summary.metrics = outcome.metrics
         st = outcome.stats
-        summary.train = {"skip_reason": outcome.skip_reason, "rows": outcome.train_rows,
-                         "replay_rows": outcome.replay_rows, "holdout_rows": len(outcome.holdout)}
+        summary.train = {"skip_reason": outcome.skip_reason, "cold_start": outcome.cold_start,
+                         "rows": outcome.train_rows, "backlog_rows": outcome.backlog_rows,
+                         "replay_rows": outcome.replay_rows, "holdout_rows": len(outcome.holdout),
+                         "queued_for_next_cycle": sum(len(v) for v in outcome.backlog_add.values()),
+                         "phase_seconds": {k: round(v, 2) for k, v in outcome.seconds.items()}}
         if st is not None:
             summary.train.update({"steps": st.steps, "seconds": round(st.seconds, 2), "device": st.device,
-                                  "examples_per_s": round(st.examples_per_s, 1), "first_loss": st.first_loss,
-                                  "last_loss": st.last_loss, "stopped_by": st.stopped_by})
+                                  "learning_rate": st.learning_rate, "examples_per_s": round(st.examples_per_s, 1),
+                                  "first_loss": st.first_loss, "last_loss": st.last_loss,
+                                  "stopped_by": st.stopped_by})
     if drift is not None:
         r = drift.result
         summary.drift = {"status": r.status, "dataset_drift": r.dataset_drift, "drifted_share": r.drifted_share,

@@ -1,8 +1,9 @@
 """The fine-tune step: warm-start from the champion, train on the clean batch plus replay, evaluate both.
 
 Test-then-train: the champion scores every new row before anything trains on it (the prequential metric);
-the candidate trains on the older part of the batch plus a replay sample of older rows, and champion and
-candidate are compared on the same held-out newest slice.
+the candidate trains on the rows waiting in the training backlog, the older part of the batch and a replay
+sample of older rows, and champion and candidate are compared on the same held-out newest slice. That slice
+goes to the backlog, so the next cycle trains on it: no row is wasted.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -20,11 +21,15 @@ from sqlalchemy.engine import Engine
 
 from freshrec.features import build_examples, split_holdout
 from freshrec.ingest import Cursor
-from freshrec.metrics import binary_metrics
+from freshrec.metrics import evaluate
 from freshrec.model import Artifact, ModelConfig, build_model, load_artifact, new_model_config, save_artifact
 from freshrec.sqlfiles import query
 
 log = logging.getLogger(__name__)
+
+LR_SHRINK = 0.5  # after a candidate whose held-out loss rose above the champion's
+LR_RECOVER = 1.25  # after one that did not, back up towards the configured rate
+LR_FLOOR = 1 / 64  # never below this fraction of the configured rate
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class TrainConfig:
     seed: int = 0
     learning_rate: float = 1e-3
     batch_size: int = 32
+    gpu_batch_size: int = 256
+    grad_accum_steps: int = 1
     max_steps: int = 200
     max_seconds: float = 120.0
     epochs: int = 2
@@ -42,9 +49,33 @@ class TrainConfig:
     min_train_rows: int = 32
     min_eval_rows: int = 30
     replay_ratio: float = 0.5
+    max_backlog_rows: int = 50_000
     history_len: int = 5
     max_item_tokens: int = 48
     max_user_tokens: int = 96
+
+
+@dataclass(frozen=True)
+class LrState:
+    """The learning rate the next cycle uses, kept with every model version."""
+    lr: float
+    base_lr: float
+
+    @classmethod
+    def initial(cls, base_lr: float, stored: dict | None) -> LrState:
+        # A changed FRESHREC_LEARNING_RATE starts over from the new rate.
+        if not stored or not math.isclose(float(stored.get("base_lr", -1)), base_lr):
+            return cls(base_lr, base_lr)
+        return cls(float(stored["lr"]), base_lr)
+
+    def after(self, candidate_loss: float | None, champion_loss: float | None) -> LrState:
+        """Shrink after a candidate that fit the fresh rows worse than the champion; recover slowly after one
+        that did not."""
+        if candidate_loss is None or champion_loss is None:
+            return self
+        if candidate_loss > champion_loss:
+            return LrState(max(self.base_lr * LR_FLOOR, self.lr * LR_SHRINK), self.base_lr)
+        return LrState(min(self.base_lr, self.lr * LR_RECOVER), self.base_lr)
 
 
 @dataclass(frozen=True)
@@ -64,6 +95,7 @@ class TrainStats:
     first_loss: float | None = None
     last_loss: float | None = None
     device: str = "cpu"
+    learning_rate: float = 0.0
     stopped_by: str = "data"  # data | max_steps | max_seconds
 
     @property
@@ -76,13 +108,21 @@ class UpdateOutcome:
     trained: bool
     skip_reason: str | None
     champion_version: int | None
-    examples: pd.DataFrame  # every clean row, with features and the champion's score ('champion_score')
+    examples: pd.DataFrame  # every clean row of the batch, with features and the champion's 'champion_score'
     holdout: pd.DataFrame  # the held-out newest slice, with 'candidate_score'
-    metrics: dict = field(default_factory=dict)  # champion / candidate on the holdout, prequential on all
+    metrics: dict = field(default_factory=dict)  # champion / candidate on the holdout, prequential on all rows
     artifact: Artifact | None = None
+    cold_start: bool = False
     train_rows: int = 0
+    backlog_rows: int = 0
     replay_rows: int = 0
+    backlog_used: list[int] = field(default_factory=list)  # backlog rows trained on now: leave the queue
+    backlog_add: dict[str, list[int]] = field(default_factory=dict)  # reason -> rows to queue for next time
     stats: TrainStats | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # score / train / evaluate
+
+
+# --- device and text handling -------------------------------------------------------------------------------
 
 
 def pick_device(requested: str):
@@ -98,25 +138,6 @@ def pick_device(requested: str):
     return torch.device("cpu")
 
 
-def _tokenize(tokenizer, texts: list[str], max_len: int, device):
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-    non_blocking = device.type == "cuda"
-    if non_blocking:
-        enc = {k: v.pin_memory() for k, v in enc.items()}
-    return enc["input_ids"].to(device, non_blocking=non_blocking), enc["attention_mask"].to(device, non_blocking=non_blocking)
-
-
-def _pair_logits(model, tokenizer, config: ModelConfig, user_texts, item_texts, device):
-    """Logits for pairs, encoding each distinct text once (batches repeat users and items)."""
-    u_unique, u_inv = np.unique(np.asarray(user_texts, dtype=object), return_inverse=True)
-    i_unique, i_inv = np.unique(np.asarray(item_texts, dtype=object), return_inverse=True)
-    import torch
-
-    u = model.embed(*_tokenize(tokenizer, list(u_unique), config.max_user_tokens, device))
-    i = model.embed(*_tokenize(tokenizer, list(i_unique), config.max_item_tokens, device))
-    return model.score_pairs(u[torch.as_tensor(u_inv, device=device)], i[torch.as_tensor(i_inv, device=device)])
-
-
 def _autocast(device):
     import contextlib
 
@@ -125,6 +146,48 @@ def _autocast(device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+class TokenizedTexts:
+    """Each distinct text tokenized once; batches are padded to their own longest text."""
+
+    def __init__(self, tokenizer, texts, max_len: int):
+        self.unique, self.index = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        self.ids = tokenizer(list(self.unique), truncation=True, max_length=max_len)["input_ids"]
+        self.pad = tokenizer.pad_token_id or 0
+
+    def batch(self, unique_positions: np.ndarray, device):
+        import torch
+
+        seqs = [self.ids[i] for i in unique_positions]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, :len(seq)] = torch.as_tensor(seq)
+            mask[row, :len(seq)] = 1
+        if device.type == "cuda":
+            return ids.pin_memory().to(device, non_blocking=True), mask.pin_memory().to(device, non_blocking=True)
+        return ids, mask
+
+
+def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.ndarray, device):
+    """Logits for the example rows, encoding each distinct user and item text of the batch once."""
+    import torch
+
+    u_pos, u_inv = np.unique(users.index[rows], return_inverse=True)
+    i_pos, i_inv = np.unique(items.index[rows], return_inverse=True)
+    u = model.embed(*users.batch(u_pos, device))
+    i = model.embed(*items.batch(i_pos, device))
+    return model.score_pairs(u[torch.as_tensor(u_inv, device=device)], i[torch.as_tensor(i_inv, device=device)])
+
+
+def _texts(tokenizer, config: ModelConfig, examples: pd.DataFrame) -> tuple[TokenizedTexts, TokenizedTexts]:
+    return (TokenizedTexts(tokenizer, examples["user_text"].to_numpy(), config.max_user_tokens),
+            TokenizedTexts(tokenizer, examples["item_text"].to_numpy(), config.max_item_tokens))
+
+
+# --- scoring and training -------------------------------------------------------------------------------------
 
 
 def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, device=None,
@@ -136,74 +199,80 @@ def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, devic
         return np.zeros(0)
     device = device or next(model.parameters()).device
     model.to(device).eval()
+    users, items = _texts(tokenizer, config, examples)
     out = []
     with torch.no_grad(), _autocast(device):
         for lo in range(0, len(examples), batch_size):
-            chunk = examples.iloc[lo:lo + batch_size]
-            logits = _pair_logits(model, tokenizer, config, chunk["user_text"].tolist(),
-                                  chunk["item_text"].tolist(), device)
-            out.append(torch.sigmoid(logits.float()).cpu().numpy())
+            rows = np.arange(lo, min(len(examples), lo + batch_size))
+            out.append(torch.sigmoid(_pair_logits(model, users, items, rows, device).float()).cpu().numpy())
     return np.concatenate(out)
 
 
 def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: TrainConfig,
-          progress: Callable[[str], None] | None = None) -> TrainStats:
-    """Fine-tune in place on the examples, within the step and time budget."""
+          progress: Callable[[str], None] | None = None, learning_rate: float | None = None) -> TrainStats:
+    """Fine-tune in place on the examples, within the step and time budget (steps are optimizer steps)."""
     import torch
 
     device = pick_device(cfg.device)
     model.to(device).train()
+    lr = learning_rate or cfg.learning_rate
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
+    batch_size = cfg.gpu_batch_size if device.type == "cuda" else cfg.batch_size
+    accum = max(1, cfg.grad_accum_steps)
     n = len(examples)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    steps_per_epoch = math.ceil(n / (batch_size * accum))
     total = min(cfg.max_steps, cfg.epochs * steps_per_epoch)
     labels = torch.as_tensor(examples["label"].to_numpy(dtype=np.float32))
-    user_texts = examples["user_text"].to_numpy(dtype=object)
-    item_texts = examples["item_text"].to_numpy(dtype=object)
-    stats = TrainStats(device=device.type)
+    users, items = _texts(tokenizer, config, examples)
+    stats = TrainStats(device=device.type, learning_rate=lr)
     started = time.perf_counter()
     last_report = started
-    step = 0
-    while step < total:
+    micro = 0
+    while stats.steps < total and stats.stopped_by == "data":
         order = rng.permutation(n)
-        for lo in range(0, n, cfg.batch_size):
-            if step >= total:
-                break
-            idx = order[lo:lo + cfg.batch_size]
+        for lo in range(0, n, batch_size):
+            rows = order[lo:lo + batch_size]
             with _autocast(device):
-                logits = _pair_logits(model, tokenizer, config, user_texts[idx], item_texts[idx], device)
-            loss = loss_fn(logits.float(), labels[idx].to(device, non_blocking=True))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            stats.examples += len(idx)
+                logits = _pair_logits(model, users, items, rows, device)
+            loss = loss_fn(logits.float(), labels[rows].to(device, non_blocking=True))
+            (loss / accum).backward()
+            micro += 1
+            stats.examples += len(rows)
             value = float(loss.detach())
             stats.first_loss = value if stats.first_loss is None else stats.first_loss
             stats.last_loss = value
+            if micro % accum:
+                continue
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            stats.steps += 1
             now = time.perf_counter()
+            if stats.steps >= total:
+                if total == cfg.max_steps and cfg.epochs * steps_per_epoch > cfg.max_steps:
+                    stats.stopped_by = "max_steps"
+                break
             if now - started > cfg.max_seconds:
                 stats.stopped_by = "max_seconds"
-                total = step
                 break
             if progress and now - last_report > 5:
-                progress(f"training step {step}/{total}, loss {value:.4f}, "
+                progress(f"training step {stats.steps}/{total}, loss {value:.4f}, "
                          f"{stats.examples / (now - started):.0f} examples/s")
                 last_report = now
-    if stats.stopped_by == "data" and step >= cfg.max_steps and cfg.epochs * steps_per_epoch > cfg.max_steps:
-        stats.stopped_by = "max_steps"
-    stats.steps = step
+    optimizer.zero_grad(set_to_none=True)
     stats.seconds = time.perf_counter() - started
     model.eval()
     return stats
 
 
-def replay_sample(engine: Engine, before: Cursor, rows: int, seed: int) -> pd.DataFrame:
+# --- the update step ----------------------------------------------------------------------------------------------
+
+
+def replay_sample(engine: Engine, consumer: str, before: Cursor, rows: int, seed: int) -> pd.DataFrame:
     """Up to `rows` random older clean rows, drawn with a Bernoulli table sample sized to the need."""
     if rows <= 0:
         return pd.DataFrame()
@@ -215,7 +284,20 @@ def replay_sample(engine: Engine, before: Cursor, rows: int, seed: int) -> pd.Da
             return pd.DataFrame()
         percent = min(100.0, 100.0 * 3 * rows / total)
         return pd.read_sql_query(query("replay_sample"), conn, params={
-            **before.as_params(), "percent": percent, "seed": seed, "max_rows": rows}, dtype_backend="numpy_nullable")
+            **before.as_params(), "consumer": consumer, "percent": percent, "seed": seed, "max_rows": rows},
+            dtype_backend="numpy_nullable")
+
+
+def training_backlog(engine: Engine, consumer: str, max_rows: int) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql_query(query("backlog_rows"), conn, params={"consumer": consumer, "max_rows": max_rows},
+                                 dtype_backend="numpy_nullable")
+
+
+def learning_rate_state(engine: Engine, base_lr: float) -> LrState:
+    with engine.connect() as conn:
+        stored = conn.execute(query("trainer_state")).scalar()
+    return LrState.initial(base_lr, stored)
 
 
 def run_update(
@@ -224,61 +306,81 @@ def run_update(
     champion: ChampionModel | None,
     cfg: TrainConfig,
     *,
+    consumer: str,
     replay_before: Cursor | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> UpdateOutcome:
     """Score the batch with the champion, fine-tune a candidate from it, and evaluate both on the holdout."""
     from freshrec.model import load_tokenizer
 
+    timer = time.perf_counter()
     examples = build_examples(engine, clean, cfg.history_len)
     champion_model = champion_config = None
     if champion is not None:
         champion_model, champion_config = load_artifact(champion.artifact, champion.sha256)
-    base_name = champion_config.base_model if champion_config else cfg.model
-    tokenizer = load_tokenizer(base_name)
+    tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
     device = pick_device(cfg.device)
     metrics: dict = {}
     if champion_model is not None and len(examples):
         examples["champion_score"] = predict(champion_model, tokenizer, champion_config, examples, device)
-        metrics["prequential"] = binary_metrics(examples["label"], examples["champion_score"], cfg.min_eval_rows)
+        metrics["prequential"] = evaluate(examples["user_id"], examples["label"], examples["champion_score"],
+                                          cfg.min_eval_rows)
     outcome = UpdateOutcome(False, None, champion.version if champion else None, examples, examples.iloc[0:0],
-                            metrics)
+                            metrics, cold_start=champion is None)
+    outcome.seconds["score"] = time.perf_counter() - timer
     if len(examples) < cfg.min_train_rows:
-        outcome.skip_reason = f"{len(examples)} clean rows, fewer than the minimum of {cfg.min_train_rows}"
+        outcome.skip_reason = (f"{len(examples)} clean rows, fewer than the minimum of {cfg.min_train_rows}: "
+                               "they wait in the training backlog for the next cycle")
+        outcome.backlog_add = {"below_minimum": examples["id"].astype(int).tolist()}
         log.info("training skipped: %s", outcome.skip_reason)
         return outcome
 
+    timer = time.perf_counter()
     train_part, holdout = split_holdout(examples, cfg.holdout_share)
+    backlog = training_backlog(engine, consumer, cfg.max_backlog_rows)
+    waiting = build_examples(engine, backlog, cfg.history_len) if len(backlog) else pd.DataFrame()
     replay = pd.DataFrame()
     if replay_before is not None and cfg.replay_ratio > 0:
-        older = replay_sample(engine, replay_before, int(len(train_part) * cfg.replay_ratio), cfg.seed)
+        fresh = len(train_part) + len(waiting)
+        older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio), cfg.seed)
         if len(older):
             replay = build_examples(engine, older, cfg.history_len)
-    train_set = pd.concat([train_part, replay], ignore_index=True) if len(replay) else train_part
+    train_set = pd.concat([part for part in (waiting, train_part, replay) if len(part)], ignore_index=True)
 
+    lr_state = learning_rate_state(engine, cfg.learning_rate)
     if champion_model is not None:
-        # Warm start: a second copy of the champion becomes the candidate.
-        candidate, config = load_artifact(champion.artifact)
+        candidate, config = load_artifact(champion.artifact)  # warm start: a second copy of the champion
     else:
         config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                                   max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=cfg.seed)
         candidate = build_model(config)
-    stats = train(candidate, tokenizer, config, train_set, cfg, progress)
-    log.info("trained %d steps on %d rows (%d replayed) in %.1f s, %.0f examples/s, loss %.4f -> %.4f",
-             stats.steps, len(train_set), len(replay), stats.seconds, stats.examples_per_s,
-             stats.first_loss or 0, stats.last_loss or 0)
+    stats = train(candidate, tokenizer, config, train_set, cfg, progress, learning_rate=lr_state.lr)
+    log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
+             "%.0f examples/s, loss %.4f -> %.4f", stats.steps, lr_state.lr, len(train_set), len(waiting),
+             len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0, stats.last_loss or 0)
+    outcome.seconds["train"] = time.perf_counter() - timer
+
+    timer = time.perf_counter()
     holdout = holdout.copy()
     holdout["candidate_score"] = predict(candidate, tokenizer, config, holdout, device)
-    metrics["candidate"] = binary_metrics(holdout["label"], holdout["candidate_score"], cfg.min_eval_rows)
+    metrics["candidate"] = evaluate(holdout["user_id"], holdout["label"], holdout["candidate_score"],
+                                    cfg.min_eval_rows)
     if "champion_score" in holdout:
-        metrics["champion"] = binary_metrics(holdout["label"], holdout["champion_score"], cfg.min_eval_rows)
-    config.extra = {**(config.extra or {}), "last_train": {"steps": stats.steps, "examples": stats.examples,
-                                                             "loss": stats.last_loss}}
+        metrics["champion"] = evaluate(holdout["user_id"], holdout["label"], holdout["champion_score"],
+                                       cfg.min_eval_rows)
+    next_lr = lr_state.after(metrics["candidate"]["logloss"], (metrics.get("champion") or {}).get("logloss"))
+    config.extra = {**(config.extra or {}), "lr_state": asdict(next_lr), "cold_start": champion is None,
+                    "last_train": {"steps": stats.steps, "examples": stats.examples, "loss": stats.last_loss,
+                                   "learning_rate": lr_state.lr}}
+    outcome.seconds["evaluate"] = time.perf_counter() - timer
     outcome.trained = True
     outcome.holdout = holdout
     outcome.metrics = metrics
     outcome.artifact = save_artifact(candidate, config)
-    outcome.train_rows = len(train_part)
+    outcome.train_rows = len(train_set)
+    outcome.backlog_rows = len(waiting)
     outcome.replay_rows = len(replay)
+    outcome.backlog_used = backlog["id"].astype(int).tolist() if len(backlog) else []
+    outcome.backlog_add = {"held_out": holdout["id"].astype(int).tolist()}
     outcome.stats = stats
     return outcome

@@ -26,7 +26,9 @@ def quality_rules(settings: Settings) -> QualityRules:
 def train_config(settings: Settings) -> TrainConfig:
     return TrainConfig(
         model=settings.model, train_mode=settings.train_mode, device=settings.device, seed=settings.seed,
-        learning_rate=settings.learning_rate, batch_size=settings.batch_size, max_steps=settings.max_train_steps,
+        learning_rate=settings.learning_rate, batch_size=settings.batch_size, gpu_batch_size=settings.gpu_batch_size,
+        grad_accum_steps=settings.grad_accum_steps, max_backlog_rows=settings.max_backlog_rows,
+        max_steps=settings.max_train_steps,
         max_seconds=settings.max_train_seconds, epochs=settings.epochs, holdout_share=settings.holdout_share,
         min_train_rows=settings.min_train_rows, min_eval_rows=settings.min_eval_rows,
         replay_ratio=settings.replay_ratio, history_len=settings.history_len,

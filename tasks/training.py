@@ -26,7 +26,7 @@ def fine_tune_candidate(settings: Settings, pulled: PulledBatch, validated: Vali
     logger = get_run_logger()
     outcome = training.run_update(
         engine_for(settings), validated.clean, champion, train_config(settings),
-        replay_before=pulled.from_cursor, progress=logger.info)
+        consumer=settings.consumer, replay_before=pulled.from_cursor, progress=logger.info)
     if outcome.trained:
         m = outcome.metrics
         logger.info("candidate AUC %s vs champion %s on %d held-out rows",

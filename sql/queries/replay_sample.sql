@@ -1,7 +1,9 @@
--- A random sample of older clean rows (already consumed, never quarantined) to mix into training.
+-- A random sample of older clean rows (already consumed, never quarantined, not waiting in the backlog)
+-- to mix into training.
 SELECT x.id, x.user_id, x.item_id, x.event_type, x.label, x.dwell_ms, x.occurred_at
 FROM interactions x TABLESAMPLE BERNOULLI (:percent) REPEATABLE (:seed)
 WHERE (x.txid, x.id) <= (CAST(:last_txid AS xid8), :last_id)
   AND x.label IN (0, 1)
   AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.interaction_id = x.id)
+  AND NOT EXISTS (SELECT 1 FROM training_backlog b WHERE b.consumer = :consumer AND b.interaction_id = x.id)
 LIMIT :max_rows

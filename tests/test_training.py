@@ -1,0 +1,129 @@
+"""The update step: LR control, backlog carry-over, bounded replay, metrics, offline models."""
+
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from freshrec import generate, ingest
+from freshrec.metrics import evaluate, ndcg_at_k
+from freshrec.training import LR_FLOOR, LrState, TrainConfig, replay_sample, train
+
+from conftest import count
+from test_model import config, examples
+
+
+def test_lr_shrinks_after_a_worse_candidate_and_recovers_slowly():
+    s = LrState.initial(1e-3, None)
+    assert s == LrState(1e-3, 1e-3)
+    worse = s.after(candidate_loss=0.70, champion_loss=0.65)
+    assert worse.lr == pytest.approx(5e-4)
+    assert worse.after(0.60, 0.65).lr == pytest.approx(6.25e-4)  # recovers by 1.25x ...
+    assert LrState(9e-4, 1e-3).after(0.60, 0.65).lr == pytest.approx(1e-3)  # ... never above the base
+    low = LrState(1e-3 * LR_FLOOR, 1e-3)
+    assert low.after(0.9, 0.1).lr == pytest.approx(1e-3 * LR_FLOOR)  # never below the floor
+    assert s.after(None, 0.5) == s  # no champion: nothing to compare
+    assert LrState.initial(2e-3, {"lr": 1e-4, "base_lr": 1e-3}) == LrState(2e-3, 2e-3)  # new base: start over
+    assert LrState.initial(1e-3, {"lr": 1e-4, "base_lr": 1e-3}) == LrState(1e-4, 1e-3)
+
+
+def test_gradient_accumulation_counts_optimizer_steps():
+    from freshrec.model import build_model, load_tokenizer
+
+    cfg = config("full")
+    stats = train(build_model(cfg), load_tokenizer("tiny"), cfg, examples(256, 0),
+                  TrainConfig(model="tiny", train_mode="full", batch_size=32, grad_accum_steps=4, epochs=1))
+    assert (stats.steps, stats.examples) == (2, 256)
+
+
+def test_ndcg_counts_only_users_with_both_classes():
+    users = [1, 1, 1, 2, 2, 3, 3]
+    labels = [1, 0, 0, 1, 1, 0, 0]
+    perfect = [0.9, 0.1, 0.2, 0.5, 0.6, 0.3, 0.4]
+    assert ndcg_at_k(users, labels, perfect) == (1.0, 1)
+    worst = [0.1, 0.9, 0.8, 0.5, 0.6, 0.3, 0.4]
+    value, n = ndcg_at_k(users, labels, worst)
+    assert n == 1 and value == pytest.approx(1 / np.log2(4))
+    m = evaluate(users, labels, perfect, min_rows=100)
+    assert m["n"] == 7 and not m["significant"] and m["ndcg_users"] == 1
+
+
+def test_replay_is_bounded_and_skips_quarantined_and_waiting_rows(engine):
+    generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=2000, seed=3))
+    cursor = ingest.Cursor(*engine.connect().execute(sa.text(
+        "SELECT CAST(max(txid) AS text), max(id) FROM interactions")).one())
+    with engine.begin() as conn:
+        conn.execute(sa.text("ANALYZE interactions"))
+        conn.execute(sa.text("INSERT INTO update_cycles (consumer) VALUES ('default')"))
+        conn.execute(sa.text("INSERT INTO ingest_batches (consumer, cycle_id, from_txid, from_id, to_txid, to_id, "
+                             "row_count, clean_count, quarantined_count, status) VALUES ('default', 1, '0', 0, '0', "
+                             "0, 0, 0, 0, 'accepted')"))
+        conn.execute(sa.text("INSERT INTO quarantine (consumer, interaction_id, batch_id, reasons, row_data) "
+                             "SELECT 'default', g, 1, ARRAY['bad_label'], '{}' FROM generate_series(1, 1000) g"))
+        conn.execute(sa.text("INSERT INTO training_backlog (consumer, interaction_id, reason, cycle_id) "
+                             "SELECT 'default', g, 'held_out', 1 FROM generate_series(1001, 1500) g"))
+    sample = replay_sample(engine, "default", cursor, 120, seed=1)
+    assert 0 < len(sample) <= 120
+    assert sample["id"].min() > 1500  # neither quarantined nor waiting rows are replayed
+    assert replay_sample(engine, "default", cursor, 0, seed=1).empty
+
+
+def _cycle():
+    from flows.update import freshrec_update
+
+    return freshrec_update()
+
+
+def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
+    env.setenv("FRESHREC_MIN_TRAIN_ROWS", "50")
+    env.setenv("FRESHREC_MIN_AUC", "0")
+    generate.insert_stream(engine, generate.StreamSpec(users=10, items=20, events=30, seed=1))
+    small = _cycle()
+    assert not small["trained"] and "fewer than the minimum of 50" in small["train"]["skip_reason"]
+    waiting = small["rows_clean"]
+    assert waiting > 20 and count(engine, "training_backlog", "reason = 'below_minimum'") == waiting
+    generate.insert_stream(engine, generate.StreamSpec(users=10, items=20, events=100, seed=2))
+    big = _cycle()
+    held_out = big["train"]["holdout_rows"]
+    assert big["trained"] and big["train"]["backlog_rows"] == waiting
+    # the waiting rows, the older part of the new batch (and replay)
+    assert big["train"]["rows"] >= waiting + big["rows_clean"] - held_out
+    # the trained rows left the queue; the new held-out slice joined it
+    assert count(engine, "training_backlog", "reason = 'below_minimum'") == 0
+    assert count(engine, "training_backlog", "reason = 'held_out'") == held_out == -(-big["rows_clean"] // 5)
+    generate.insert_stream(engine, generate.StreamSpec(users=10, items=20, events=100, seed=3))
+    assert _cycle()["train"]["backlog_rows"] == held_out  # last cycle's held-out rows are trained on now
+
+
+def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine):
+    env.setenv("FRESHREC_MIN_AUC", "0")
+    env.setenv("FRESHREC_LEARNING_RATE", "0.002")
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=5))
+    first = _cycle()
+    assert first["train"]["learning_rate"] == pytest.approx(0.002) and first["train"]["cold_start"]
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=6))
+    second = _cycle()
+    with engine.connect() as conn:
+        states = conn.execute(sa.text("SELECT config -> 'extra' -> 'lr_state' FROM model_versions "
+                                      "ORDER BY version")).scalars().all()
+    cand, champ = second["metrics"]["candidate"]["logloss"], second["metrics"]["champion"]["logloss"]
+    expected = 0.001 if cand > champ else 0.002
+    assert states[1]["lr"] == pytest.approx(expected)
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=7))
+    assert _cycle()["train"]["learning_rate"] == pytest.approx(expected)
+
+
+def test_models_load_without_the_network(monkeypatch):
+    from freshrec.model import build_model, load_tokenizer, new_model_config
+
+    def refuse(self, address):
+        raise OSError(f"network access attempted: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    load_tokenizer.cache_clear()
+    cfg = new_model_config("minilm", "lora", max_item_tokens=16, max_user_tokens=16, history_len=2, seed=0)
+    model = build_model(cfg)
+    assert cfg.hidden_size == 384 and sum(p.numel() for p in model.parameters() if p.requires_grad) < 1_000_000  # LoRA + head, not 22M
+    assert load_tokenizer("minilm")("hello")["input_ids"][0] == 101
