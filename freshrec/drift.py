@@ -20,7 +20,9 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-NUMERICAL = ["hour", "dwell_ms", "item_text_len", "prediction"]
+NUMERICAL = ["hour", "dwell_ms", "item_text_len", "item_popularity_bucket", "user_activity_bucket", "prediction"]
+INPUTS = ["hour", "dwell_ms", "item_text_len", "item_popularity_bucket", "user_activity_bucket", "event_type",
+          "category", "label"]
 CATEGORICAL = ["event_type", "category", "label"]
 COLUMNS = NUMERICAL + CATEGORICAL
 PREDICTION = "prediction"
@@ -33,6 +35,7 @@ class ColumnDrift:
     score: float | None
     threshold: float
     drifted: bool
+    counted: bool = True  # False: shown, but not part of the dataset-drift share (a seasonal column)
 
 
 @dataclass
@@ -69,7 +72,7 @@ def drift_frame(examples: pd.DataFrame, score_column: str) -> pd.DataFrame:
     """The drift columns of scored examples; ids never enter, only bucketed or derived values."""
     if examples.empty or score_column not in examples:
         return pd.DataFrame(columns=COLUMNS)
-    frame = examples[["hour", "dwell_ms", "item_text_len", "event_type", "category", "label"]].copy()
+    frame = examples[INPUTS].copy()
     frame[PREDICTION] = examples[score_column].astype("float64").to_numpy()
     frame["label"] = frame["label"].astype("int64").astype(str)
     return frame[COLUMNS]
@@ -88,8 +91,22 @@ def _sample(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=cap, random_state=seed) if len(frame) > cap else frame
 
 
+@dataclass(frozen=True)
+class DriftMethods:
+    """Statistical tests and thresholds; None lets Evidently choose by sample size (up to 1000 rows: K-S for
+    numbers, chi-square or Z-test for categories, drift when p < 0.05; above: normed Wasserstein and
+    Jensen-Shannon distance, drift when the distance > 0.1)."""
+    num_method: str | None = None
+    cat_method: str | None = None
+    num_threshold: float | None = None
+    cat_threshold: float | None = None
+    # Measured and shown, but not counted towards dataset drift: the hour of day moves between any two
+    # windows a few minutes apart, by design of the day, not because the world changed.
+    monitor_only: tuple[str, ...] = ("hour",)
+
+
 def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share: float, sample_cap: int,
-                  min_rows: int, seed: int = 0) -> DriftReport:
+                  min_rows: int, seed: int = 0, methods: DriftMethods = DriftMethods()) -> DriftReport:
     """Compare current with reference; both are frames of the drift columns."""
     if reference is None or reference.empty:
         return DriftReport(DriftResult("no_reference", current_rows=len(current),
@@ -102,19 +119,32 @@ def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from evidently import DataDefinition, Dataset, Report
+        from evidently.metrics import ValueDrift
         from evidently.presets import DataDriftPreset
 
-    reference = _sample(reference[COLUMNS], sample_cap, seed)
-    current = _sample(current[COLUMNS], sample_cap, seed)
+    # References stored before a column existed lack it: compare the columns both sides have.
+    shared = [c for c in COLUMNS if c in reference.columns and c in current.columns]
+    reference = _sample(reference[shared], sample_cap, seed)
+    current = _sample(current[shared], sample_cap, seed)
     # Columns constant in both samples carry no signal and make some tests divide by zero.
-    numerical = [c for c in NUMERICAL if reference[c].notna().any() and current[c].notna().any()]
-    definition = DataDefinition(numerical_columns=numerical, categorical_columns=CATEGORICAL)
-    cols = numerical + CATEGORICAL
+    numerical = [c for c in NUMERICAL if c in shared and reference[c].notna().any() and current[c].notna().any()]
+    categorical = [c for c in CATEGORICAL if c in shared]
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    cols = numerical + categorical
     ref_ds = Dataset.from_pandas(reference[cols].astype({c: "float64" for c in numerical}), data_definition=definition)
     cur_ds = Dataset.from_pandas(current[cols].astype({c: "float64" for c in numerical}), data_definition=definition)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        snapshot = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True).run(
+        # The preset's headline (share of drifted columns) covers the counted columns only, so the HTML
+        # says what the decision used; monitor-only columns get a drift metric and test of their own.
+        counted = [c for c in cols if c not in methods.monitor_only]
+        preset = DataDriftPreset(columns=counted, drift_share=drift_share, num_method=methods.num_method,
+                                 cat_method=methods.cat_method, num_threshold=methods.num_threshold,
+                                 cat_threshold=methods.cat_threshold)
+        extra = [ValueDrift(column=c, method=methods.num_method if c in numerical else methods.cat_method,
+                            threshold=methods.num_threshold if c in numerical else methods.cat_threshold)
+                 for c in cols if c in methods.monitor_only]
+        snapshot = Report([preset, *extra], include_tests=True).run(
             current_data=cur_ds, reference_data=ref_ds)
     data = snapshot.dict()
     by_metric: dict[str, dict] = {}
@@ -133,15 +163,18 @@ def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share
         score = metric["value"]
         result.columns[cfg["column"]] = ColumnDrift(
             method=str(cfg["method"]), score=float(score) if score is not None and np.isfinite(score) else None,
-            threshold=float(cfg["threshold"]), drifted=str(test["status"]).upper().endswith("FAIL"))
-    if result.columns:
-        result.drifted_share = sum(c.drifted for c in result.columns.values()) / len(result.columns)
+            threshold=float(cfg["threshold"]), drifted=str(test["status"]).upper().endswith("FAIL"),
+            counted=cfg["column"] not in methods.monitor_only)
+    counted = [c for c in result.columns.values() if c.counted]
+    if counted:
+        result.drifted_share = sum(c.drifted for c in counted) / len(counted)
     result.dataset_drift = result.drifted_share >= drift_share
     result.prediction_drift = bool(result.columns.get(PREDICTION) and result.columns[PREDICTION].drifted)
     result.label_drift = bool(result.columns.get(LABEL) and result.columns[LABEL].drifted)
     drifted = [c for c, v in result.columns.items() if v.drifted]
     result.note = (f"{len(drifted)} of {len(result.columns)} columns drifted"
-                   + (f" ({', '.join(drifted)})" if drifted else ""))
+                   + (f" ({', '.join(drifted)})" if drifted else "")
+                   + (f"; {', '.join(methods.monitor_only)} shown but not counted" if methods.monitor_only else ""))
     html = snapshot.get_html_str(as_iframe=False)
     log.info("drift: %s, dataset drift %s", result.note, result.dataset_drift)
     return DriftReport(result, html.encode("utf-8"))

@@ -43,11 +43,23 @@ def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int) -> di
         return {int(r.row_id): list(r.titles) for r in conn.execute(query("user_histories"), params)}
 
 
+ACTIVITY_WINDOW = pd.Timedelta(days=7)
+
+
+def count_buckets(engine: Engine, query_name: str, ids: list[int], until: pd.Timestamp) -> dict[int, int]:
+    """log2-buckets of interactions per id over the week before `until`: comparable across batch sizes."""
+    with engine.connect() as conn:
+        rows = conn.execute(query(query_name), {"ids": ids, "since": (until - ACTIVITY_WINDOW).to_pydatetime(),
+                                                "until": until.to_pydatetime()}).all()
+    return {int(r.key): int(np.log2(r.n + 1)) for r in rows}
+
+
 def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.DataFrame:
     """One example per clean row: user_text, item_text, label, plus the columns drift looks at."""
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
-                                     "event_type", "dwell_ms", "category", "hour", "item_text_len"])
+                                     "event_type", "dwell_ms", "category", "hour", "item_text_len",
+                                     "item_popularity_bucket", "user_activity_bucket"])
     items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
     histories = fetch_histories(engine, clean, history_len)
     out = pd.DataFrame({
@@ -66,6 +78,12 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.
     out["user_text"] = [user_text(histories.get(i, [])) for i in out["id"]]
     out["hour"] = pd.to_datetime(out["occurred_at"], utc=True).dt.hour.astype("int64")
     out["item_text_len"] = out["item_text"].str.len().astype("int64")
+    until = pd.Timestamp(out["occurred_at"].max())
+    until = until.tz_localize("UTC") if until.tzinfo is None else until
+    popularity = count_buckets(engine, "item_popularity_counts", sorted(set(out["item_id"].tolist())), until)
+    activity = count_buckets(engine, "user_activity_counts", sorted(set(out["user_id"].tolist())), until)
+    out["item_popularity_bucket"] = out["item_id"].map(popularity).fillna(0).astype("int64")
+    out["user_activity_bucket"] = out["user_id"].map(activity).fillna(0).astype("int64")
     return out
 
 

@@ -70,7 +70,15 @@ class Settings(BaseSettings):
     # --- drift --------------------------------------------------------------------------------
     drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that flags dataset drift.")
     drift_sample_cap: int = Field(20_000, gt=0)
-    drift_min_rows: int = Field(30, gt=0)
+    drift_min_rows: int = Field(30, gt=0, description="Fewer rows on either side: 'too small to judge'.")
+    drift_num_method: str | None = Field(None, description="Evidently stat test for numeric columns (e.g. ks, "
+                                         "wasserstein, psi); unset: chosen by sample size.")
+    drift_cat_method: str | None = Field(None, description="Evidently stat test for categories (e.g. chisquare, "
+                                         "jensenshannon, psi); unset: chosen by sample size.")
+    drift_num_threshold: float | None = Field(None, gt=0, description="Threshold of the numeric test.")
+    drift_monitor_only: list[str] = Field(["hour"], description="Columns shown in the drift report but not "
+                                          "counted towards dataset drift (seasonal ones).")
+    drift_cat_threshold: float | None = Field(None, gt=0, description="Threshold of the category test.")
 
     # --- publish gate -------------------------------------------------------------------------
     min_auc: float = Field(0.55, ge=0, le=1, description="A candidate below this AUC never publishes.")

@@ -23,9 +23,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 db_app = typer.Typer(no_args_is_help=True, help="Schema migrations.")
 models_app = typer.Typer(no_args_is_help=True, help="The model registry.")
 quarantine_app = typer.Typer(no_args_is_help=True, help="Rows set aside by validation, with their reasons.")
+reports_app = typer.Typer(no_args_is_help=True, help="Evidently drift reports kept in the database.")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(reports_app, name="reports")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="minilm (default), tiny, or a Hugging Face "
@@ -211,6 +213,32 @@ def quarantine_list(
     emit({"consumer": settings.consumer, "rows": rows}, as_json,
          "\n".join(f"{r['interaction_id']:>10} batch {r['batch_id']:<6} {','.join(r['reasons']):<30} "
                    f"{json.dumps(r['row_data'])[:120]}" for r in rows) or "no quarantined rows match")
+
+
+@reports_app.command("list")
+def reports_list(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOpt = False) -> None:
+    """Drift reports, newest first: dataset drift, share of drifted columns, which ones."""
+    from freshrec.reports import list_reports
+
+    rows = list_reports(_engine(_settings()), limit)
+    lines = [f"{'cycle':>6} {'drift':>5} {'share':>5} {'champion':>8} {'rows ref/cur':>13}  drifted columns"]
+    lines += [f"{r['cycle_id']:>6} {'yes' if r['dataset_drift'] else 'no':>5} {r['drifted_share']:>5.2f} "
+              f"{r['champion_version'] or '-':>8} {str(r['reference_rows']) + '/' + str(r['current_rows']):>13}  "
+              f"{', '.join(r['drifted_columns']) or '-'}" for r in rows]
+    emit({"reports": rows}, as_json, "\n".join(lines) if rows else "no drift reports yet")
+
+
+@reports_app.command("export")
+def reports_export(
+    cycle: Annotated[int, typer.Argument(help="Cycle id (see 'freshrec reports list').")],
+    path: Annotated[Path, typer.Argument(help="File to write, or a folder for cycle-NNNNNN-drift.html.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a cycle's drift report, as stored in the database, to an HTML file."""
+    from freshrec.reports import export_report
+
+    target = export_report(_engine(_settings()), cycle, path)
+    emit({"cycle_id": cycle, "path": str(target)}, as_json, f"wrote {target}")
 
 
 # --- models -----------------------------------------------------------------------------------------------

@@ -27,9 +27,12 @@ def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
                   champion: ChampionModel | None) -> DriftOutcome:
     reference = pd.DataFrame(champion.reference_sample) if champion and champion.reference_sample else None
     current = drift.drift_frame(outcome.examples, "champion_score")
+    methods = drift.DriftMethods(settings.drift_num_method, settings.drift_cat_method,
+                                 settings.drift_num_threshold, settings.drift_cat_threshold,
+                                 tuple(settings.drift_monitor_only))
     report = drift.measure_drift(reference, current, drift_share=settings.drift_share,
                                  sample_cap=settings.drift_sample_cap, min_rows=settings.drift_min_rows,
-                                 seed=settings.seed)
+                                 seed=settings.seed, methods=methods)
     path = drift.write_report(report, settings.resolved_reports_dir, cycle_id)
     r = report.result
     get_run_logger().info("drift %s: %s%s", r.status, r.note, f"; report {path}" if path else "")
@@ -37,7 +40,7 @@ def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
         create_table_artifact(
             key="drift-columns",
             table=[{"column": c, "method": v.method, "score": v.score, "threshold": v.threshold,
-                    "drifted": v.drifted} for c, v in r.columns.items()],
+                    "drifted": v.drifted, "counted": v.counted} for c, v in r.columns.items()],
             description=f"Per-column drift, cycle {cycle_id}")
     create_markdown_artifact(
         key="drift-headline",

@@ -14,6 +14,8 @@ def sample(n: int, shifted: bool, seed: int) -> pd.DataFrame:
         "hour": rng.integers(0, 24, n),
         "dwell_ms": rng.lognormal(9, 1, n),
         "item_text_len": rng.integers(40, 90, n),
+        "item_popularity_bucket": rng.integers(0, 8, n),
+        "user_activity_bucket": rng.integers(1, 6, n),
         "prediction": rng.beta(2, 5 if shifted else 2, n),
         "event_type": rng.choice(["click", "skip"], n),
         "category": rng.choice(cats, n, p=p),
@@ -30,7 +32,7 @@ def test_same_distribution_shows_no_dataset_drift():
 
 
 def test_shifted_interests_drift_in_the_expected_columns(tmp_path):
-    report = measure_drift(sample(2000, False, 1), sample(2000, True, 2), drift_share=0.4, sample_cap=20_000,
+    report = measure_drift(sample(2000, False, 1), sample(2000, True, 2), drift_share=0.3, sample_cap=20_000,
                            min_rows=30)
     r = report.result
     assert r.dataset_drift and r.prediction_drift and r.label_drift
@@ -54,6 +56,23 @@ def test_too_small_or_no_reference_is_not_drift():
     assert none.result.status == "no_reference" and not none.result.dataset_drift
 
 
+def test_methods_and_thresholds_are_configurable():
+    from freshrec.drift import DriftMethods
+
+    report = measure_drift(sample(3000, False, 1), sample(3000, False, 2), drift_share=0.5, sample_cap=20_000,
+                           min_rows=30, methods=DriftMethods(num_method="psi", cat_method="psi",
+                                                             num_threshold=0.3, cat_threshold=0.3))
+    cols = report.result.columns
+    assert cols["hour"].method.lower().startswith("psi") and cols["hour"].threshold == 0.3
+    assert cols["category"].method.lower().startswith("psi")
+
+
+def test_old_references_without_new_columns_still_compare():
+    old = sample(500, False, 1).drop(columns=["item_popularity_bucket", "user_activity_bucket"])
+    report = measure_drift(old, sample(500, False, 2), drift_share=0.5, sample_cap=1000, min_rows=30)
+    assert report.result.status == "measured" and "user_activity_bucket" not in report.result.columns
+
+
 def test_reference_records_are_bounded_and_json_ready():
     import json
 
@@ -61,3 +80,27 @@ def test_reference_records_are_bounded_and_json_ready():
     records = reference_records(ex.assign(label=ex["label"].astype(int)), "score", cap=40)
     assert len(records) == 40 and set(records[0]) == set(COLUMNS)
     json.dumps(records)
+
+
+def test_generator_drift_point_moves_category_and_prediction(engine):
+    """Windows of the real generator's stream; the 'champion' scores by the users' pre-drift interests, as a
+    model trained before the drift point would."""
+    from freshrec import features, generate, ingest
+    from freshrec.drift import drift_frame
+
+    spec = generate.StreamSpec(users=300, items=200, events=6000, drift_at=0.5, seed=7)
+    generate.insert_stream(engine, spec)
+    catalogue = generate.build_catalogue(spec.items)
+    interests = np.random.default_rng(spec.seed).dirichlet(np.full(len(generate.CATEGORY_WORDS), 0.3),
+                                                           size=spec.users)  # the generator's first draw
+    examples = features.build_examples(engine, ingest.pull_new_interactions(engine, "c", 10_000).frame, 5)
+    examples["score"] = interests[examples.user_id - 1, catalogue.category_index[examples.item_id - 1]]
+    before, before2, after = examples.iloc[1000:2000], examples.iloc[2000:3000], examples.iloc[4000:5000]
+
+    moved = measure_drift(drift_frame(before2, "score"), drift_frame(after, "score"), drift_share=0.5,
+                          sample_cap=20_000, min_rows=30).result
+    assert moved.prediction_drift and moved.columns["category"].drifted
+    assert not moved.columns["hour"].counted
+    still = measure_drift(drift_frame(before, "score"), drift_frame(before2, "score"), drift_share=0.5,
+                          sample_cap=20_000, min_rows=30).result
+    assert not still.prediction_drift and not still.dataset_drift

@@ -153,3 +153,34 @@ def test_run_once_cli_prints_json(env, engine, tmp_path):
     for key in ["rows_pulled", "rows_quarantined", "trained", "metrics", "drift", "decision", "stage_seconds"]:
         assert key in summary
     assert summary["rows_pulled"] == 200 and summary["decision"]["published"]
+
+
+def test_reports_are_listed_and_exported_from_the_database(prefect_harness, env, engine, tmp_path):
+    import gzip
+    import os
+    import subprocess
+    import sys
+
+    from freshrec.errors import FreshrecError
+    from freshrec.reports import export_report, list_reports
+
+    env.setenv("FRESHREC_MIN_AUC", "0")
+    generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=500, drift_at=0.5, seed=9))
+    env.setenv("FRESHREC_MAX_BATCH_ROWS", "250")
+    run()
+    second = run()
+    (report,) = list_reports(engine)
+    assert report["cycle_id"] == second["cycle_id"] and report["current_rows"] > 0
+    Path(second["drift"]["report_path"]).unlink()  # the machine's copy is gone ...
+    out = export_report(engine, second["cycle_id"], tmp_path)  # ... the database's is not
+    assert out.name == f"cycle-{second['cycle_id']:06d}-drift.html" and b"<html" in out.read_bytes()[:2000].lower()
+    with pytest.raises(FreshrecError, match="has no drift report"):
+        export_report(engine, 999, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "freshrec_cli.main", "reports", "export", str(second["cycle_id"]),
+                           str(tmp_path / "copy.html"), "--json"], capture_output=True, text=True,
+                          env={**os.environ}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "copy.html").read_bytes() == out.read_bytes()
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT html_gzip FROM drift_reports")).scalar_one()
+    assert gzip.decompress(bytes(stored)) == out.read_bytes()

@@ -1,0 +1,43 @@
+"""Drift reports kept in the database: list them, and write one back out as HTML anywhere."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from freshrec.errors import FreshrecError
+from freshrec.sqlfiles import query
+
+
+def list_reports(engine: Engine, limit: int = 50) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(query("reports_list"), {"limit": limit}).mappings().all()
+    out = []
+    for r in rows:
+        columns = r["columns"] or {}
+        out.append({**{k: v for k, v in r.items() if k != "columns"}, "created_at": r["created_at"].isoformat(),
+                    "drifted_columns": [c for c, v in columns.items() if v.get("drifted")]})
+    return out
+
+
+def export_report(engine: Engine, cycle_id: int, path: Path) -> Path:
+    """Write cycle's stored HTML report to path (a folder gets the stable per-cycle name)."""
+    from freshrec.drift import report_path
+
+    with engine.connect() as conn:
+        row = conn.execute(query("report_html"), {"cycle_id": cycle_id}).first()
+    if row is None:
+        raise FreshrecError(f"Cycle {cycle_id} has no drift report (no champion or too few rows that cycle): "
+                            "run 'freshrec reports list' to see the cycles that have one.")
+    html = gzip.decompress(bytes(row.html_gzip))
+    if hashlib.sha256(html).hexdigest() != row.html_sha256:
+        raise FreshrecError(f"The stored report of cycle {cycle_id} does not match its sha256: the database copy "
+                            "is damaged; the file under the reports folder may still be intact.")
+    path = Path(path)
+    target = report_path(path, cycle_id) if path.is_dir() else path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(html)
+    return target.resolve()
