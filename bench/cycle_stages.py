@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     settings = load_settings()
     url = recreate_database(resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir),
+        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir,
+        settings.embedded_database),
         "freshrec_bench")
     os.environ.update({"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),
                        "FRESHREC_MODEL": args.model, "FRESHREC_TRAIN_MODE": args.train_mode,

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     settings = load_settings()
     url = recreate_database(resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir),
+        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir,
+        settings.embedded_database),
         "freshrec_bench_ingest")
     engine = create_engine(url)
     migrations.upgrade(engine)

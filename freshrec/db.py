@@ -20,7 +20,6 @@ from freshrec.sqlfiles import query
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_DATABASE = "freshrec"  # also named in sql/queries/embedded_create_database.sql
 URL_HELP = "use the form postgresql+psycopg2://user:password@host:5432/dbname"
 
 
@@ -96,25 +95,35 @@ def connection_error(url: URL, exc: BaseException) -> DatabaseError:
     return DatabaseError(f"Cannot connect to PostgreSQL at {describe(url)} ({reason}): {fix}.")
 
 
-def recreate_database(server_url: URL, name: str) -> URL:
-    """Drop and create a scratch database (for the demo and benchmarks) on the server of server_url."""
+def _plain_name(name: str) -> str:
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
         raise DatabaseError(f"{name!r} is not a plain database name: use lower-case letters, digits and _.")
+    return name
+
+
+def _create_database(server_url: URL, name: str, *, replace: bool) -> URL:
     admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    quoted = admin.dialect.identifier_preparer.quote(name)  # DDL takes no bind parameters for names
+    quoted = admin.dialect.identifier_preparer.quote(_plain_name(name))  # DDL takes no bind parameters for names
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text("DROP DATABASE IF EXISTS " + quoted + " WITH (FORCE)"))
-            conn.execute(sa.text("CREATE DATABASE " + quoted))
+            if replace:
+                conn.execute(sa.text("DROP DATABASE IF EXISTS " + quoted + " WITH (FORCE)"))
+            if replace or not conn.execute(query("database_exists"), {"name": name}).first():
+                conn.execute(sa.text("CREATE DATABASE " + quoted))
     except OperationalError as exc:
         raise connection_error(server_url, exc) from None
     except ProgrammingError as exc:
         raise DatabaseError(
-            f"Could not create the scratch database {name} on {describe(server_url)} ({describe_error(exc)}): "
+            f"Could not create the database {name} on {describe(server_url)} ({describe_error(exc)}): "
             "grant the user CREATEDB, or unset FRESHREC_DATABASE_URL to use the embedded PostgreSQL.") from None
     finally:
         admin.dispose()
     return server_url.set(database=name)
+
+
+def recreate_database(server_url: URL, name: str) -> URL:
+    """Drop and create a scratch database (for the demo and benchmarks) on the server of server_url."""
+    return _create_database(server_url, name, replace=True)
 
 
 def copy_out_csv(engine: Engine, clause: sa.TextClause, params: dict) -> bytes:
@@ -142,8 +151,8 @@ def copy_out_csv(engine: Engine, clause: sa.TextClause, params: dict) -> bytes:
 
 
 @lru_cache(maxsize=None)
-def start_embedded(data_dir: Path) -> URL:
-    """Start (or join) the embedded PostgreSQL under data_dir/pg and return a URL to its freshrec database.
+def start_embedded(data_dir: Path, database: str = "freshrec") -> URL:
+    """Start (or join) the embedded PostgreSQL under data_dir/pg and return a URL to `database` in it.
 
     pgserver ships PostgreSQL 16 in a wheel, listens on a Unix socket only, and stops the server when the
     last process using it exits. Running as root, it creates a system user 'pgserver' to own the data.
@@ -165,24 +174,16 @@ def start_embedded(data_dir: Path) -> URL:
             f"The embedded PostgreSQL could not start in {pgdata} ({exc}): look at {pgdata / 'log'}, "
             "or set FRESHREC_DATABASE_URL to an existing PostgreSQL server."
         ) from None
-    admin = parse_database_url(server.get_uri())
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            if not conn.execute(query("database_exists"), {"name": EMBEDDED_DATABASE}).first():
-                conn.execute(query("embedded_create_database"))
-    finally:
-        engine.dispose()
-    url = admin.set(database=EMBEDDED_DATABASE)
+    url = _create_database(parse_database_url(server.get_uri()), database, replace=False)
     log.info("using the embedded PostgreSQL in %s (set FRESHREC_DATABASE_URL to use another server)", pgdata)
     return url
 
 
-def resolve_database_url(database_url: str | None, data_dir: Path) -> URL:
+def resolve_database_url(database_url: str | None, data_dir: Path, embedded_database: str = "freshrec") -> URL:
     """The configured URL, or the embedded server's when none is configured."""
     if database_url:
         return parse_database_url(database_url)
-    return start_embedded(Path(data_dir))
+    return start_embedded(Path(data_dir), embedded_database)
 
 
 @lru_cache(maxsize=8)
@@ -190,9 +191,9 @@ def _engine_for(url_text: str) -> Engine:
     return create_engine(make_url(url_text))
 
 
-def connect(database_url: str | None, data_dir: Path) -> Engine:
+def connect(database_url: str | None, data_dir: Path, embedded_database: str = "freshrec") -> Engine:
     """A checked, process-wide engine for the configured (or embedded) database."""
-    url = resolve_database_url(database_url, data_dir)
+    url = resolve_database_url(database_url, data_dir, embedded_database)
     engine = _engine_for(url.render_as_string(hide_password=False))
     check_connection(engine)
     return engine

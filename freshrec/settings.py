@@ -25,6 +25,8 @@ class Settings(BaseSettings):
         "Unset: freshrec starts an embedded PostgreSQL with its data under data_dir.",
     )
     data_dir: Path = Field(Path("freshrec-data"), description="Local folder for the embedded PostgreSQL and reports.")
+    embedded_database: str = Field("freshrec", pattern=r"^[a-z][a-z0-9_]{0,62}$",
+                                   description="Database used in the embedded PostgreSQL (the demo's is freshrec_demo).")
     reports_dir: Path | None = Field(None, description="Where drift reports are written (default: <data_dir>/reports).")
     consumer: str = Field("default", min_length=1, description="Name of the ingestion cursor this deployment owns.")
 

@@ -45,8 +45,8 @@ def run_demo(settings: Settings, cycles: int | None = None, as_json: bool = Fals
     n_cycles = cycles or profile.cycles
     # A fresh demo database on the configured (or embedded) server, so the demo never touches real data.
     url = recreate_database(resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir),
-        DEMO_DATABASE)
+        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir,
+        settings.embedded_database), DEMO_DATABASE)
     # The flow reads its settings from the environment (as a scheduled deployment does), so the demo's
     # choices go there for this process only.
     overrides = {"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),
@@ -110,9 +110,8 @@ def run_demo(settings: Settings, cycles: int | None = None, as_json: bool = Fals
               + (", ".join(f"v{s['decision']['version']} (cycle {s['cycle_id']})" for s in summaries
                            if (s.get("decision") or {}).get("published")) or "none"))
         print("drift reports (open in a browser):\n  " + ("\n  ".join(reports) if reports else "none yet"))
-        plain = url.set(password=None) if not url.password else None
-        print("look at the registry: FRESHREC_DATABASE_URL="
-              + (f"'{plain.render_as_string(hide_password=False)}'" if plain else f"<your URL, database {DEMO_DATABASE}>")
-              + " freshrec models list")
+        print("look at what it did: " + ("FRESHREC_EMBEDDED_DATABASE=freshrec_demo" if settings.database_url is None
+                                         else f"FRESHREC_DATABASE_URL=<your URL with database {DEMO_DATABASE}>")
+              + " freshrec models list   (also: status, quarantine stats, reports list)")
     return {"cycles": summaries, "wall_seconds": round(wall, 1), "database": describe(url),
             "reports_dir": str(reports_dir), "reports": reports, "model": settings.model}

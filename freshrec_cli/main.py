@@ -46,7 +46,10 @@ def _engine(settings, migrate_check: bool = True):
 
     engine = engine_for(settings)
     if migrate_check:
-        migrations.require_current(engine)
+        if settings.database_url is None:
+            migrations.upgrade(engine)  # the embedded database is freshrec's own: keep it current
+        else:
+            migrations.require_current(engine)
     return engine
 
 

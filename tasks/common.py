@@ -13,7 +13,7 @@ from freshrec.training import TrainConfig
 
 def engine_for(settings: Settings) -> Engine:
     url = settings.database_url.get_secret_value() if settings.database_url else None
-    return connect(url, settings.data_dir)
+    return connect(url, settings.data_dir, settings.embedded_database)
 
 
 def quality_rules(settings: Settings) -> QualityRules:

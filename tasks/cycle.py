@@ -9,7 +9,7 @@ from prefect import get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from freshrec import cycles
+from freshrec import cycles, migrations
 from freshrec.cycles import CycleSummary
 from freshrec.drift import reference_records
 from freshrec.ingest import PulledBatch
@@ -27,7 +27,9 @@ DB_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
 @contextlib.contextmanager
 def hold_cycle_lock(settings: Settings) -> Iterator[bool]:
     """The consumer's advisory lock, held for the whole flow run (a context manager, not a task)."""
-    with cycles.cycle_lock(engine_for(settings), settings.consumer) as acquired:
+    engine = engine_for(settings)
+    migrations.require_current(engine)  # an old schema ends in one sentence, not in a failed query
+    with cycles.cycle_lock(engine, settings.consumer) as acquired:
         yield acquired
 
 
