@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
         "freshrec_bench")
     os.environ.update({"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),
                        "FRESHREC_MODEL": args.model, "FRESHREC_TRAIN_MODE": args.train_mode,
-                       "FRESHREC_MAX_TRAIN_SECONDS": str(args.max_train_seconds), "FRESHREC_MIN_AUC": "0"})
+                       "FRESHREC_MAX_TRAIN_SECONDS": str(args.max_train_seconds), "FRESHREC_PUBLISH_THRESHOLDS": '[{"metric": "auc", "value": 0.0}]',
+                       "FRESHREC_MAX_PROBE_CHANGE": "1.0"})  # measure every stage, whatever the model's quality
     settings = load_settings()
     engine = create_engine(url)
     migrations.upgrade(engine)

@@ -23,7 +23,7 @@ from freshrec.errors import ConcurrentCycleError
 from freshrec.ingest import PulledBatch
 from freshrec.locks import CYCLE_LOCK_NAMESPACE
 from freshrec.quality import SUITE_NAME, SUITE_VERSION, ValidatedBatch, quarantine_payload
-from freshrec.registry import Decision, PublishResult, insert_version_and_maybe_promote
+from freshrec.registry import Decision, PublishResult, insert_version_and_maybe_promote, record_decision
 from freshrec.sqlfiles import query
 from freshrec.training import UpdateOutcome
 
@@ -187,18 +187,25 @@ def commit_cycle(
     drift_path: Path | None,
     decision: Decision,
     reference_sample: list[dict] | None,
+    keep_rejected: int = 20,
 ) -> tuple[CycleSummary, PublishResult | None]:
     """Commit everything the cycle decided, atomically; raises ConcurrentCycleError if the cursor moved."""
     publish: PublishResult | None = None
     with engine.begin() as conn:
         batch_id = _record_batch(conn, cycle_id=summary.cycle_id, pulled=pulled, validated=validated)
+        batch_ids = [batch_id]
         if outcome is not None:
+            if outcome.backlog_used:
+                batch_ids += [int(b) for b in conn.execute(query("training_batches_of_backlog"), {
+                    "consumer": pulled.consumer, "ids": outcome.backlog_used}).scalars() if b != batch_id]
             _move_backlog(conn, pulled.consumer, summary.cycle_id, outcome)
         if outcome is not None and outcome.artifact is not None:
             publish = insert_version_and_maybe_promote(
                 conn, artifact=outcome.artifact, decision=decision, champion_before=outcome.champion_version,
-                metrics=outcome.metrics, batch_ids=[batch_id], cycle_id=summary.cycle_id,
-                reference_sample=reference_sample)
+                metrics=outcome.metrics, batch_ids=sorted(set(batch_ids)), cycle_id=summary.cycle_id,
+                reference_sample=reference_sample, keep_rejected=keep_rejected)
+        record_decision(conn, cycle_id=summary.cycle_id, decision=decision,
+                        champion=outcome.champion_version if outcome else None, publish=publish)
         if drift is not None and drift.html is not None:
             r = drift.result
             conn.execute(query("drift_insert"), {

@@ -83,9 +83,16 @@ class Settings(BaseSettings):
     drift_cat_threshold: float | None = Field(None, gt=0, description="Threshold of the category test.")
 
     # --- publish gate -------------------------------------------------------------------------
-    min_auc: float = Field(0.55, ge=0, le=1, description="A candidate below this AUC never publishes.")
-    auc_tolerance: float = Field(0.01, ge=0, description="Non-inferiority margin against the champion without drift.")
+    publish_thresholds: list[dict] = Field(
+        [{"metric": "auc", "higher_is_better": True, "value": 0.55, "change": -0.01},
+         {"metric": "logloss", "higher_is_better": False, "change": -0.02}],
+        description="Per metric (auc, logloss, ndcg_at_10): a value threshold and a change threshold against "
+        "the champion (negative: a tolerance). An empty list publishes nothing.")
     min_eval_rows: int = Field(30, gt=0, description="Fewest held-out rows a publish decision may rest on.")
+    max_probe_change: float = Field(0.15, gt=0, description="Stability guard: mean change of the scores on the "
+                                    "probe set a candidate may bring without drift to explain it.")
+    probe_size: int = Field(256, gt=0, description="Pairs in the fixed probe set.")
+    keep_rejected_artifacts: int = Field(20, ge=0, description="Rejected candidates that keep their bytes.")
 
     @property
     def resolved_reports_dir(self) -> Path:

@@ -50,6 +50,7 @@ class TrainConfig:
     min_eval_rows: int = 30
     replay_ratio: float = 0.5
     max_backlog_rows: int = 50_000
+    probe_size: int = 256
     history_len: int = 5
     max_item_tokens: int = 48
     max_user_tokens: int = 96
@@ -300,6 +301,19 @@ def learning_rate_state(engine: Engine, base_lr: float) -> LrState:
     return LrState.initial(base_lr, stored)
 
 
+def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    """The fixed probe set of the stability guard; made once, from the first batch that has rows."""
+    with engine.connect() as conn:
+        probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(), columns=["user_text", "item_text"])
+    if probe.empty and len(examples):
+        sample = examples.sample(n=min(size, len(examples)), random_state=seed)
+        with engine.begin() as conn:
+            conn.execute(query("probe_set_create"), {"user_texts": sample["user_text"].tolist(),
+                                                     "item_texts": sample["item_text"].tolist()})
+        return probe_pairs(engine, examples.iloc[0:0], size, seed)
+    return probe
+
+
 def run_update(
     engine: Engine,
     clean: pd.DataFrame,
@@ -368,6 +382,12 @@ def run_update(
     if "champion_score" in holdout:
         metrics["champion"] = evaluate(holdout["user_id"], holdout["label"], holdout["champion_score"],
                                        cfg.min_eval_rows)
+    probe = probe_pairs(engine, examples, cfg.probe_size, cfg.seed)
+    if champion_model is not None and len(probe):
+        moved = np.abs(predict(candidate, tokenizer, config, probe, device)
+                       - predict(champion_model, tokenizer, champion_config, probe, device))
+        metrics["probe"] = {"n": len(probe), "mean_abs_change": float(moved.mean()),
+                            "max_abs_change": float(moved.max())}
     next_lr = lr_state.after(metrics["candidate"]["logloss"], (metrics.get("champion") or {}).get("logloss"))
     config.extra = {**(config.extra or {}), "lr_state": asdict(next_lr), "cold_start": champion is None,
                     "last_train": {"steps": stats.steps, "examples": stats.examples, "loss": stats.last_loss,

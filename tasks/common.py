@@ -6,7 +6,7 @@ from sqlalchemy.engine import Engine
 
 from freshrec.db import connect
 from freshrec.quality import QualityRules
-from freshrec.registry import PublishPolicy
+from freshrec.registry import PublishPolicy, parse_thresholds
 from freshrec.settings import Settings
 from freshrec.training import TrainConfig
 
@@ -31,10 +31,10 @@ def train_config(settings: Settings) -> TrainConfig:
         max_steps=settings.max_train_steps,
         max_seconds=settings.max_train_seconds, epochs=settings.epochs, holdout_share=settings.holdout_share,
         min_train_rows=settings.min_train_rows, min_eval_rows=settings.min_eval_rows,
-        replay_ratio=settings.replay_ratio, history_len=settings.history_len,
+        replay_ratio=settings.replay_ratio, probe_size=settings.probe_size, history_len=settings.history_len,
         max_item_tokens=settings.max_item_tokens, max_user_tokens=settings.max_user_tokens)
 
 
 def publish_policy(settings: Settings) -> PublishPolicy:
-    return PublishPolicy(min_auc=settings.min_auc, auc_tolerance=settings.auc_tolerance,
-                         min_eval_rows=settings.min_eval_rows)
+    return PublishPolicy(thresholds=parse_thresholds(settings.publish_thresholds),
+                         min_eval_rows=settings.min_eval_rows, max_probe_change=settings.max_probe_change)

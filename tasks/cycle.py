@@ -90,7 +90,7 @@ def commit_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch, validat
     summary, _ = cycles.commit_cycle(
         engine_for(settings), summary=summary, pulled=pulled, validated=validated, outcome=outcome,
         drift=drift.report if drift else None, drift_path=drift.path if drift else None, decision=decision,
-        reference_sample=reference)
+        reference_sample=reference, keep_rejected=settings.keep_rejected_artifacts)
     get_run_logger().info(summary.message)
     create_markdown_artifact(key="cycle-summary", markdown=summary_markdown(summary),
                              description=f"freshrec cycle {cycle_id}")

@@ -88,6 +88,16 @@ def prefect_harness():
             yield
 
 
+# A gate that lets every trained candidate through: for tests about the stages, not the model's quality.
+PUBLISH_EVERYTHING = {"FRESHREC_PUBLISH_THRESHOLDS": '[{"metric": "auc", "value": 0.0}]',
+                      "FRESHREC_MAX_PROBE_CHANGE": "1.0"}
+
+
+def publish_everything(env) -> None:
+    for key, value in PUBLISH_EVERYTHING.items():
+        env.setenv(key, value)
+
+
 def count(engine, table: str, where: str = "true") -> int:
     # table/where come from the tests themselves
     with engine.connect() as conn:

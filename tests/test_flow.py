@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from freshrec import generate
 from freshrec.db import create_engine
 
-from conftest import count
+from conftest import PUBLISH_EVERYTHING, count, publish_everything
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def run(**params):
 
 
 def test_cycles_go_through_every_stage(prefect_harness, env, engine, tmp_path):
-    env.setenv("FRESHREC_MIN_AUC", "0")  # this test is about the stages, not the model's quality
+    publish_everything(env)  # this test is about the stages, not the model's quality
     env.setenv("FRESHREC_MAX_BATCH_ROWS", "700")
     generate.insert_stream(engine, generate.StreamSpec(users=40, items=60, events=1100, drift_at=0.6, noise=0.03,
                                                        seed=5))
@@ -68,7 +68,7 @@ def _good_batch(engine, seed):
 
 
 def test_mostly_bad_batch_trains_nothing_and_the_next_good_one_trains(prefect_harness, env, engine):
-    env.setenv("FRESHREC_MIN_AUC", "0")
+    publish_everything(env)
     generate.ensure_catalogue(engine, generate.build_catalogue(30))
     with engine.begin() as conn:  # 60 % bad labels
         conn.execute(sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at) "
@@ -86,7 +86,7 @@ def test_mostly_bad_batch_trains_nothing_and_the_next_good_one_trains(prefect_ha
 
 
 def test_broken_column_trains_nothing_and_the_next_good_batch_trains(prefect_harness, env, engine):
-    env.setenv("FRESHREC_MIN_AUC", "0")
+    publish_everything(env)
     generate.ensure_catalogue(engine, generate.build_catalogue(30))
     with engine.begin() as conn:  # a producer deploys a bad schema change ...
         conn.execute(sa.text("ALTER TABLE interactions ALTER COLUMN dwell_ms TYPE text"))
@@ -116,7 +116,7 @@ def test_second_cycle_of_a_consumer_is_skipped_while_one_holds_the_lock(prefect_
 
 
 def test_crash_before_commit_leaves_rows_for_the_next_run(prefect_harness, env, engine, monkeypatch):
-    env.setenv("FRESHREC_MIN_AUC", "0")
+    publish_everything(env)
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=1))
     import freshrec.drift
 
@@ -147,7 +147,7 @@ def test_run_once_cli_prints_json(env, engine, tmp_path):
 
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=2))
     proc = subprocess.run([sys.executable, "-m", "freshrec_cli.main", "run-once", "--model", "tiny", "--json"],
-                          capture_output=True, text=True, env={**os.environ, "FRESHREC_MIN_AUC": "0"}, timeout=300)
+                          capture_output=True, text=True, env={**os.environ, **PUBLISH_EVERYTHING}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # stdout holds exactly one JSON object
     for key in ["rows_pulled", "rows_quarantined", "trained", "metrics", "drift", "decision", "stage_seconds"]:
@@ -164,7 +164,7 @@ def test_reports_are_listed_and_exported_from_the_database(prefect_harness, env,
     from freshrec.errors import FreshrecError
     from freshrec.reports import export_report, list_reports
 
-    env.setenv("FRESHREC_MIN_AUC", "0")
+    publish_everything(env)
     generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=500, drift_at=0.5, seed=9))
     env.setenv("FRESHREC_MAX_BATCH_ROWS", "250")
     run()

@@ -11,7 +11,7 @@ from freshrec import generate, ingest
 from freshrec.metrics import evaluate, ndcg_at_k
 from freshrec.training import LR_FLOOR, LrState, TrainConfig, replay_sample, train
 
-from conftest import count
+from conftest import count, publish_everything
 from test_model import config, examples
 
 
@@ -78,7 +78,7 @@ def _cycle():
 
 def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
     env.setenv("FRESHREC_MIN_TRAIN_ROWS", "50")
-    env.setenv("FRESHREC_MIN_AUC", "0")
+    publish_everything(env)
     generate.insert_stream(engine, generate.StreamSpec(users=10, items=20, events=30, seed=1))
     small = _cycle()
     assert not small["trained"] and "fewer than the minimum of 50" in small["train"]["skip_reason"]
@@ -98,7 +98,7 @@ def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
 
 
 def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine):
-    env.setenv("FRESHREC_MIN_AUC", "0")
+    publish_everything(env)
     env.setenv("FRESHREC_LEARNING_RATE", "0.002")
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=5))
     first = _cycle()

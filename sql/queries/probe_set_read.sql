@@ -1,0 +1,1 @@
+SELECT user_text, item_text FROM probe_set ORDER BY id
