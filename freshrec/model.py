@@ -74,6 +74,7 @@ def _build_encoder(name: str, seed: int):
     from transformers import AutoModel, BertConfig, BertModel
 
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # no tqdm bars on stderr for every load
     if name == TINY:
         torch.manual_seed(seed)
         config = BertConfig(vocab_size=load_tokenizer(name).vocab_size, **TINY_CONFIG)

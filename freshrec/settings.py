@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     probe_size: int = Field(256, gt=0, description="Pairs in the fixed probe set.")
     keep_rejected_artifacts: int = Field(20, ge=0, description="Rejected candidates that keep their bytes.")
 
+    # --- serving ------------------------------------------------------------------------------
+    serving_role: str | None = Field("freshrec_serving", pattern=r"^[a-z_][a-z0-9_]*$",
+                                     description="Read-only role that scoring and the watcher run as; empty: "
+                                     "the connecting user's own rights.")
+
     @property
     def resolved_reports_dir(self) -> Path:
         return self.reports_dir if self.reports_dir is not None else self.data_dir / "reports"

@@ -253,13 +253,102 @@ def models_list(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOp
     from freshrec import registry
 
     rows = registry.list_models(_engine(_settings()), limit)
-    lines = [f"{'version':>7} {'status':<10} {'aliases':<10} {'base':<8} {'AUC':>6} {'size':>9} created"]
+    lines = [f"{'version':>7} {'status':<10} {'aliases':<10} {'parent':>6} {'base':<8} {'AUC':>6} {'bytes':>9} created"]
     for r in rows:
         auc = (r["metrics"].get("candidate") or {}).get("auc")
         lines.append(f"{r['version']:>7} {r['status']:<10} {','.join(r['aliases']) or '-':<10} "
-                     f"{r['base_model'][:8]:<8} {('%.3f' % auc) if auc is not None else '-':>6} "
-                     f"{r['artifact_size']:>9} {r['created_at'][:19]}")
+                     f"{r['parent_version'] or '-':>6} {r['base_model'][:8]:<8} "
+                     f"{('%.3f' % auc) if auc is not None else '-':>6} "
+                     f"{r['artifact_size'] if r['has_artifact'] else 'pruned':>9} {r['created_at'][:19]}")
     emit({"models": rows}, as_json, "\n".join(lines) if rows else "no model versions yet")
+
+
+@models_app.command("show")
+def models_show(version: Annotated[int, typer.Argument(help="Model version.")], as_json: JsonOpt = False) -> None:
+    """One version: lineage, config, metrics on its held-out rows, every gate decision and alias move."""
+    import json
+
+    from freshrec import registry
+
+    info = registry.show_model(_engine(_settings()), version)
+    m = info["metrics"]
+    lines = [f"version {info['version']}: {info['status']}" + (f" ({', '.join(info['aliases'])})" if info["aliases"]
+                                                              else ""),
+             f"parent {info['parent_version'] or '-'}, base {info['base_model']} ({info['train_mode']}), cycle "
+             f"{info['cycle_id']}, batches {info['training_batch_ids']}, created {info['created_at'][:19]}",
+             f"sha256 {info['artifact_sha256']} ({info['artifact_size']} bytes"
+             + (")" if info["has_artifact"] else ", bytes pruned)")]
+    for who in ("candidate", "champion", "prequential"):
+        if m.get(who):
+            lines.append(f"{who:>11}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                     for k, v in m[who].items()))
+    for d in info["decisions"]:
+        lines.append(f"decision in cycle {d['cycle_id']}: {d['outcome']} vs champion {d['champion_version']}")
+        lines += [f"  {'pass' if r['passed'] else 'FAIL'} {r['rule']}: {r['detail']}" for r in d["rules"]]
+    for h in info["alias_history"]:
+        lines.append(f"{h['changed_at'][:19]} {h['action']} {h['alias']}: {h['from_version']} -> {h['to_version']}")
+    emit(json.loads(json.dumps(info, default=str)), as_json, "\n".join(lines))
+
+
+@models_app.command("promote")
+def models_promote(version: Annotated[int, typer.Argument(help="Model version to make champion.")],
+                   reason: Annotated[str, typer.Option(help="Why, for the alias history.")] = "promoted by hand",
+                   as_json: JsonOpt = False) -> None:
+    """Make a version the champion now (serving processes swap to it)."""
+    from freshrec import registry
+
+    result = registry.promote(_engine(_settings()), version, reason)
+    emit(result, as_json, f"champion is version {version}" + ("" if result["changed"] else " already"))
+
+
+@models_app.command("rollback")
+def models_rollback(reason: Annotated[str, typer.Option(help="Why, for the alias history.")] = "rolled back by hand",
+                    as_json: JsonOpt = False) -> None:
+    """Back to the previous champion (again: one further back), atomically and recorded."""
+    from freshrec import registry
+
+    result = registry.rollback(_engine(_settings()), reason)
+    emit(result, as_json, f"champion is version {result['champion']} again (was {result['previous']})")
+
+
+@app.command("score")
+def score(
+    user: Annotated[int, typer.Option("--user", help="User id.")],
+    items: Annotated[Optional[list[int]], typer.Option("--items", help="Item ids to rank (repeat); default: "
+                                                        "the catalogue.")] = None,
+    top: Annotated[int, typer.Option("--top", min=1)] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rank items for a user with the champion, as a serving process would (read-only role)."""
+    from freshrec.serving import load_scorer, rank_items
+
+    engine = _serving_engine(_settings())
+    scorer = load_scorer(engine)
+    ranked = rank_items(engine, scorer, user, items, top)
+    emit({"user_id": user, "version": scorer.version, "items": ranked}, as_json,
+         f"user {user}, champion version {scorer.version}:\n"
+         + "\n".join(f"{r['score']:.3f}  {r['item_id']:>8}  {r['title']}" for r in ranked))
+
+
+def _serving_engine(settings):
+    """The read-only engine of the serving commands; one sentence if the role cannot be used."""
+    from freshrec.db import check_connection, resolve_database_url
+    from freshrec.errors import DatabaseError
+    from freshrec.serving import serving_engine
+
+    _engine(settings)  # starts the embedded server if needed and checks the schema
+    url = resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
+                               settings.data_dir, settings.embedded_database)
+    engine = serving_engine(url.render_as_string(hide_password=False), settings.serving_role or None)
+    try:
+        check_connection(engine)
+    except DatabaseError as exc:
+        if settings.serving_role and "role" in str(exc):
+            raise DatabaseError(f"Cannot score as role {settings.serving_role} ({exc}): grant it to your user "
+                                f"(GRANT {settings.serving_role} TO you), or set FRESHREC_SERVING_ROLE= to score "
+                                "with your user's own rights.") from None
+        raise
+    return engine
 
 
 def main() -> None:

@@ -1,0 +1,211 @@
+"""Serving: load the champion from the registry, rank items for a user, and hot-swap when it changes.
+
+A serving process resolves the alias to a version once, reads that version's bytes, verifies their sha256,
+and builds a Scorer from the safetensors (no pickle). The ChampionWatcher LISTENs on the registry's channel
+and, when a new champion is published or rolled back, builds the new Scorer completely before swapping the
+reference, so a request sees the old model or the new one, never half of either. It reconnects when the
+database restarts and re-checks the alias after every reconnect, so a notification missed while
+disconnected still leads to the swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from freshrec.errors import ModelError
+from freshrec.features import item_text, user_text
+from freshrec.registry import CHANNEL
+from freshrec.sqlfiles import query
+
+log = logging.getLogger(__name__)
+
+SERVING_ROLE = "freshrec_serving"  # created by sql/migrations/0004
+
+
+def serving_engine(url: str, role: str | None = SERVING_ROLE) -> Engine:
+    """An engine whose sessions run as the read-only serving role (least privilege)."""
+    import sqlalchemy as sa
+
+    from freshrec.db import parse_database_url
+
+    options = {"options": "-c role=" + role} if role else {}  # a libpq startup option, not SQL
+    return sa.create_engine(parse_database_url(url), pool_pre_ping=True,
+                            connect_args={"connect_timeout": 10, "application_name": "freshrec-serving", **options})
+
+
+@dataclass
+class Scorer:
+    """A loaded model version that ranks items for a user. Item embeddings are cached per scorer."""
+    version: int
+    sha256: str
+    model: object
+    config: object
+    tokenizer: object
+    loaded_at: datetime
+
+    def __post_init__(self) -> None:
+        self._item_cache: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def _embed(self, texts: list[str], max_len: int) -> np.ndarray:
+        import torch
+
+        from freshrec.training import TokenizedTexts
+
+        device = next(self.model.parameters()).device
+        tokens = TokenizedTexts(self.tokenizer, texts, max_len)
+        out = []
+        with torch.no_grad():
+            for lo in range(0, len(tokens.unique), 256):
+                positions = np.arange(lo, min(len(tokens.unique), lo + 256))
+                out.append(self.model.embed(*tokens.batch(positions, device)).float().cpu().numpy())
+        unique = np.concatenate(out) if out else np.zeros((0, self.config.hidden_size), dtype=np.float32)
+        return unique[tokens.index]
+
+    def item_embeddings(self, items: pd.DataFrame) -> np.ndarray:
+        with self._lock:
+            missing = items[~items["id"].isin(list(self._item_cache))]
+            if len(missing):
+                texts = [item_text(t, c, d) for t, c, d in zip(missing["title"], missing["category"],
+                                                              missing["description"])]
+                for item_id, emb in zip(missing["id"], self._embed(texts, self.config.max_item_tokens)):
+                    self._item_cache[int(item_id)] = emb
+            return np.stack([self._item_cache[int(i)] for i in items["id"]])
+
+    def score(self, history_titles: list[str], items: pd.DataFrame) -> np.ndarray:
+        """P(engage) of the user (given by their recent liked titles) for each item."""
+        import torch
+
+        user = self._embed([user_text(history_titles)], self.config.max_user_tokens)
+        item = self.item_embeddings(items)
+        with torch.no_grad():
+            u = torch.as_tensor(np.repeat(user, len(item), axis=0))
+            logits = self.model.score_pairs(u, torch.as_tensor(item))
+            return torch.sigmoid(logits.float()).numpy()
+
+
+def load_scorer(engine: Engine, alias: str = "champion") -> Scorer:
+    """Resolve the alias once, read that version's bytes, verify them, and build a Scorer."""
+    from freshrec.model import load_artifact, load_tokenizer
+
+    with engine.connect() as conn:
+        version = conn.execute(query("alias_version"), {"alias": alias}).scalar()
+        if version is None:
+            raise ModelError(f"There is no {alias} yet: run an update cycle (freshrec run-once) or promote a "
+                             "version (freshrec models promote V).")
+        row = conn.execute(query("artifact_of_version"), {"version": version}).one()
+    if row.artifact is None:
+        raise ModelError(f"The {alias} (version {version}) has no stored bytes: promote another version.")
+    model, config = load_artifact(bytes(row.artifact), row.artifact_sha256)  # refuses a sha256 mismatch
+    model.eval()
+    return Scorer(int(version), row.artifact_sha256, model, config, load_tokenizer(config.base_model),
+                  datetime.now(timezone.utc))
+
+
+def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int] | None = None,
+               top: int = 10, max_candidates: int = 20_000) -> list[dict]:
+    """The user's best items by the scorer: from item_ids, or from the catalogue (newest max_candidates)."""
+    with engine.connect() as conn:
+        titles = conn.execute(query("user_recent_likes"), {"user_id": user_id,
+                                                           "history_len": scorer.config.history_len}).scalars().all()
+        if item_ids:
+            items = pd.DataFrame(conn.execute(query("items_by_id"), {"ids": item_ids}).all(),
+                                 columns=["id", "title", "description", "category"])
+            unknown = sorted(set(item_ids) - set(items["id"]))
+            if unknown:
+                raise ModelError(f"Item(s) {unknown[:5]} are not in the catalogue: pass ids from the items table.")
+        else:
+            items = pd.DataFrame(conn.execute(query("catalogue_items"), {"limit": max_candidates}).all(),
+                                 columns=["id", "title", "description", "category"])
+    if items.empty:
+        return []
+    scores = scorer.score(list(titles), items)
+    order = np.argsort(-scores, kind="stable")[:top]
+    return [{"item_id": int(items["id"].iloc[i]), "title": items["title"].iloc[i], "score": float(scores[i])}
+            for i in order]
+
+
+class ChampionWatcher:
+    """Keeps `scorer` equal to the current champion: LISTEN for publishes, swap in place, reconnect."""
+
+    def __init__(self, engine: Engine, alias: str = "champion", *, recheck_s: float = 30.0,
+                 on_swap: Callable[[Scorer | None, Scorer], None] | None = None):
+        self.engine = engine
+        self.alias = alias
+        self.recheck_s = recheck_s
+        self.on_swap = on_swap
+        self.scorer: Scorer | None = None  # replaced whole, never modified: readers need no lock
+        self.swaps = 0
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ChampionWatcher:
+        self._thread = threading.Thread(target=self._run, name="freshrec-champion-watcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def _current_version(self) -> int | None:
+        with self.engine.connect() as conn:
+            return conn.execute(query("alias_version"), {"alias": self.alias}).scalar()
+
+    def refresh(self) -> bool:
+        """Load and swap in the alias's version if it differs from the one served; True if it swapped."""
+        version = self._current_version()
+        if version is None or (self.scorer is not None and self.scorer.version == version):
+            return False
+        new = load_scorer(self.engine, self.alias)  # fully built before anyone can see it
+        old, self.scorer = self.scorer, new
+        self.swaps += 1
+        log.info("serving version %d (was %s)", new.version, old.version if old else None)
+        if self.on_swap:
+            self.on_swap(old, new)
+        return True
+
+    def _listen(self) -> None:
+        raw = self.engine.raw_connection()
+        try:
+            dbapi = raw.driver_connection
+            dbapi.autocommit = True
+            dbapi.cursor().execute("LISTEN " + CHANNEL)  # a constant channel name
+            self.refresh()  # anything published while we were not listening
+            while not self._stop.is_set():
+                if select.select([dbapi], [], [], 1.0)[0]:
+                    dbapi.poll()
+                    if dbapi.notifies:
+                        dbapi.notifies.clear()
+                        self.refresh()
+                elif time.monotonic() - self._last_check > self.recheck_s:
+                    self._last_check = time.monotonic()
+                    self.refresh()
+        finally:
+            raw.invalidate()  # a LISTENing autocommit connection never goes back to the pool
+
+    def _run(self) -> None:
+        backoff = 0.5
+        self._last_check = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._listen()
+                backoff = 0.5
+            except Exception as exc:  # the database went away, or a version failed to load: retry
+                self.reconnects += 1
+                log.warning("champion watcher: %s; reconnecting in %.1f s", str(exc).strip().splitlines()[0],
+                            backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)

@@ -1,0 +1,1 @@
+SELECT version FROM model_aliases WHERE alias = :alias
