@@ -1,4 +1,4 @@
-"""The update cycle: pull -> validate/denoise -> [fine-tune -> drift] -> decide -> commit."""
+"""The update flow: pull -> validate/denoise -> [fine-tune -> drift] -> decide/publish -> record the cycle."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 from prefect import flow
 from pydantic import Field
 
-from freshrec.settings import load_settings
+from freshrec.settings import Settings, load_settings
 from tasks.cycle import (begin_cycle, commit_cycle, decide_publication, hold_cycle_lock, mark_cycle_failed,
                          record_empty_cycle, record_skipped_cycle)
 from tasks.drift import measure_drift
@@ -19,17 +19,8 @@ from tasks.training import fine_tune_candidate, load_champion
 FLOW_NAME = "freshrec-update"
 
 
-@flow(name=FLOW_NAME, description="One freshrec update cycle: every new interaction once, validated, "
-      "used to fine-tune the champion, checked for drift, published only if better.")
-def freshrec_update(
-    model: Annotated[str | None, Field(title="Model", description="minilm, tiny or a Hugging Face model "
-                                       "folder; empty: FRESHREC_MODEL")] = None,
-    max_batch_rows: Annotated[int | None, Field(title="Max batch rows", gt=0, description="Most rows this "
-                                                "cycle takes; empty: FRESHREC_MAX_BATCH_ROWS")] = None,
-    consumer: Annotated[str | None, Field(title="Consumer", description="Ingestion cursor name; empty: "
-                                          "FRESHREC_CONSUMER")] = None,
-) -> dict:
-    settings = load_settings(model=model, max_batch_rows=max_batch_rows, consumer=consumer)
+def run_one_cycle(settings: Settings) -> dict:
+    """One cycle's tasks, in order; the caller holds the consumer's lock."""
     seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -38,31 +29,53 @@ def freshrec_update(
         try:
             yield
         finally:
-            seconds[name] = time.perf_counter() - started
+            seconds[name] = round(time.perf_counter() - started, 3)
 
+    cycle_id = begin_cycle(settings)
+    try:
+        with stage("pull"):
+            pulled = pull_new_interactions(settings)
+        if pulled.rows == 0:
+            return record_empty_cycle(settings, cycle_id, pulled, seconds).to_json()
+        with stage("validate"):
+            validated = validate_and_denoise(settings, pulled)
+        outcome = drift = None
+        if validated.accepted:
+            with stage("train"):
+                champion = load_champion(settings)
+                outcome = fine_tune_candidate(settings, pulled, validated, champion)
+            with stage("drift"):
+                drift = measure_drift(settings, cycle_id, outcome, champion)
+        decision = decide_publication(settings, validated, outcome, drift)
+        with stage("publish"):
+            summary = commit_cycle(settings, cycle_id, pulled, validated, outcome, drift, decision, seconds)
+        summary.stage_seconds = dict(seconds)
+        return summary.to_json()
+    except Exception as exc:
+        mark_cycle_failed(settings, cycle_id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@flow(name=FLOW_NAME, description="freshrec update: every new interaction once, validated, used to fine-tune "
+      "the champion, checked for drift, published only if better. Catches up on a backlog in bounded cycles.")
+def freshrec_update(
+    model: Annotated[str | None, Field(title="Model", description="minilm, tiny or a Hugging Face model "
+                                       "folder; empty: FRESHREC_MODEL")] = None,
+    max_batch_rows: Annotated[int | None, Field(title="Max batch rows", gt=0, description="Most rows one "
+                                                "cycle takes; empty: FRESHREC_MAX_BATCH_ROWS")] = None,
+    consumer: Annotated[str | None, Field(title="Consumer", description="Ingestion cursor name; empty: "
+                                          "FRESHREC_CONSUMER")] = None,
+    catch_up: Annotated[bool, Field(title="Catch up", description="While rows are still waiting, run further "
+                                    "cycles in this run, for up to FRESHREC_CATCH_UP_SECONDS")] = True,
+) -> dict:
+    settings = load_settings(model=model, max_batch_rows=max_batch_rows, consumer=consumer)
     with hold_cycle_lock(settings) as acquired:
         if not acquired:
             return record_skipped_cycle(settings, "another cycle of this consumer is running").to_json()
-        cycle_id = begin_cycle(settings)
-        try:
-            with stage("pull"):
-                pulled = pull_new_interactions(settings)
-            if pulled.rows == 0:
-                return record_empty_cycle(settings, cycle_id, pulled, seconds).to_json()
-            with stage("validate"):
-                validated = validate_and_denoise(settings, pulled)
-            outcome = drift = None
-            if validated.accepted:
-                with stage("train"):
-                    champion = load_champion(settings)
-                    outcome = fine_tune_candidate(settings, pulled, validated, champion)
-                with stage("drift"):
-                    drift = measure_drift(settings, cycle_id, outcome, champion)
-            decision = decide_publication(settings, validated, outcome, drift)
-            with stage("publish"):
-                summary = commit_cycle(settings, cycle_id, pulled, validated, outcome, drift, decision, seconds)
-            summary.stage_seconds = {name: round(s, 3) for name, s in seconds.items()}
-            return summary.to_json()
-        except Exception as exc:
-            mark_cycle_failed(settings, cycle_id, f"{type(exc).__name__}: {exc}")
-            raise
+        started = time.monotonic()
+        done = [run_one_cycle(settings)]
+        # After an outage one run takes the backlog, in bounded cycles, instead of late runs piling up.
+        while (catch_up and done[-1]["status"] == "completed" and done[-1]["lag"].get("rows_behind")
+               and time.monotonic() - started < settings.catch_up_seconds):
+            done.append(run_one_cycle(settings))
+    return {**done[-1], "earlier_cycles": done[:-1]} if len(done) > 1 else done[0]

@@ -78,16 +78,23 @@ def cycle_lock(engine: Engine, consumer: str) -> Iterator[bool]:
         conn.close()
 
 
-def begin_cycle(engine: Engine, consumer: str, flow_run_id: str | None = None, status: str = "running") -> int:
+def begin_cycle(engine: Engine, consumer: str, flow_run_id: str | None = None) -> int:
+    """Open a cycle row (call while holding the consumer's cycle lock: earlier 'running' rows are abandoned)."""
     with engine.begin() as conn:
-        return int(conn.execute(query("cycle_begin"), {"consumer": consumer, "flow_run_id": flow_run_id,
-                                                        "status": status}).scalar_one())
+        abandoned = conn.execute(query("cycles_abandon"), {"consumer": consumer}).scalars().all()
+        if abandoned:
+            log.warning("marked abandoned cycle(s) %s of consumer %r as failed", abandoned, consumer)
+        return int(conn.execute(query("cycle_begin"), {"consumer": consumer,
+                                                        "flow_run_id": flow_run_id}).scalar_one())
 
 
 def record_skipped(engine: Engine, consumer: str, reason: str, flow_run_id: str | None = None) -> CycleSummary:
-    cycle_id = begin_cycle(engine, consumer, flow_run_id)
-    summary = CycleSummary(cycle_id, "skipped", consumer, reason)
-    _finish(engine, cycle_id, summary)
+    """A run that found another cycle running: recorded, without touching that cycle (no lock is held)."""
+    summary = CycleSummary(None, "skipped", consumer, reason)
+    with engine.begin() as conn:
+        summary.cycle_id = int(conn.execute(query("cycle_skipped"), {
+            "consumer": consumer, "flow_run_id": flow_run_id,
+            "summary": json.dumps(summary.to_json())}).scalar_one())
     return summary
 
 
@@ -104,9 +111,17 @@ def _finish_params(summary: CycleSummary, batch_id: int | None, champion: int | 
             "published": published, "summary": json.dumps(summary.to_json(), default=str)}
 
 
+def _finish_row(conn, params: dict) -> None:
+    """Close the cycle's row; refuse (rolling back the whole commit) if it is no longer 'running'."""
+    if conn.execute(query("cycle_finish"), params).rowcount != 1:
+        raise ConcurrentCycleError(
+            f"Cycle {params['cycle_id']} was marked failed by another run while it worked (its lock was lost): "
+            "nothing of it was committed; the next cycle takes its rows.")
+
+
 def _finish(engine: Engine, cycle_id: int, summary: CycleSummary) -> None:
     with engine.begin() as conn:
-        conn.execute(query("cycle_finish"), _finish_params(summary, None, None, None, None))
+        _finish_row(conn, _finish_params(summary, None, None, None, None))
 
 
 def record_empty(engine: Engine, summary: CycleSummary) -> CycleSummary:
@@ -172,7 +187,7 @@ def commit_batch(engine: Engine, cycle_id: int, pulled: PulledBatch, validated: 
                            rows_quarantined=len(validated.quarantined), quarantine_reasons=validated.reason_counts)
     with engine.begin() as conn:
         batch_id = _record_batch(conn, cycle_id=cycle_id, pulled=pulled, validated=validated)
-        conn.execute(query("cycle_finish"), _finish_params(summary, batch_id, None, None, None))
+        _finish_row(conn, _finish_params(summary, batch_id, None, None, None))
     return batch_id
 
 
@@ -222,7 +237,7 @@ def commit_cycle(
             "version": publish.version if publish else None,
             "status": publish.status if publish else "no_candidate",
         })
-        conn.execute(query("cycle_finish"), _finish_params(
+        _finish_row(conn, _finish_params(
             summary, batch_id, outcome.champion_version if outcome else None,
             publish.version if publish else None, summary.decision["published"]))
     return summary, publish

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
 
     # --- schedule -----------------------------------------------------------------------------
     schedule_interval_s: int = Field(300, gt=0, description="Seconds between scheduled update cycles.")
+    catch_up_seconds: float = Field(240.0, ge=0, description="How long one run keeps running further cycles "
+                                    "while rows are still waiting (a backlog after an outage).")
 
     # --- ingestion and quality ----------------------------------------------------------------
     max_batch_rows: int = Field(50_000, gt=0, description="Most rows one cycle pulls; a backlog takes several cycles.")

@@ -126,6 +126,15 @@ class UpdateOutcome:
 # --- device and text handling -------------------------------------------------------------------------------
 
 
+def cuda_requested(requested: str) -> bool:
+    """Whether training will run on a GPU (without initialising one on a CPU machine)."""
+    if requested == "cpu":
+        return False
+    import torch
+
+    return requested == "cuda" or torch.cuda.is_available()
+
+
 def pick_device(requested: str):
     import torch
 

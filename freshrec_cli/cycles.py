@@ -16,4 +16,4 @@ def run_cycle(settings: Settings) -> dict:
     # and a sync flow waits up to a second on the heartbeat thread when it ends.
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         return freshrec_update(model=settings.model, max_batch_rows=settings.max_batch_rows,
-                               consumer=settings.consumer)
+                               consumer=settings.consumer, catch_up=False)

@@ -11,6 +11,25 @@ from freshrec.settings import Settings
 from freshrec.training import TrainConfig
 
 
+def retry_on_database_trouble(task, task_run, state) -> bool:
+    """Retry a task only when the database connection failed, not on errors a retry cannot fix."""
+    import sqlalchemy.exc
+
+    from freshrec.errors import DatabaseError
+
+    try:
+        state.result()
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, DatabaseError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+# Database I/O: three tries with backoff, only for connection trouble.
+DB_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10], "retry_condition_fn": retry_on_database_trouble}
+
+
 def engine_for(settings: Settings) -> Engine:
     url = settings.database_url.get_secret_value() if settings.database_url else None
     return connect(url, settings.data_dir, settings.embedded_database)

@@ -18,10 +18,9 @@ from freshrec.registry import Decision, decide
 from freshrec.settings import Settings
 from freshrec.summary import build_summary, summary_markdown
 from freshrec.training import UpdateOutcome
-from tasks.common import engine_for, publish_policy
+from tasks.common import DB_RETRIES, engine_for, publish_policy
 from tasks.drift import DriftOutcome
 
-DB_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
 
 
 @contextlib.contextmanager
@@ -33,7 +32,7 @@ def hold_cycle_lock(settings: Settings) -> Iterator[bool]:
         yield acquired
 
 
-@task(name="begin-cycle", cache_policy=NO_CACHE, **DB_RETRIES)
+@task(name="begin-cycle", cache_policy=NO_CACHE, timeout_seconds=60, **DB_RETRIES)
 def begin_cycle(settings: Settings) -> int:
     flow_run_id = runtime.flow_run.id
     cycle_id = cycles.begin_cycle(engine_for(settings), settings.consumer, str(flow_run_id) if flow_run_id else None)
@@ -41,14 +40,16 @@ def begin_cycle(settings: Settings) -> int:
     return cycle_id
 
 
-@task(name="record-skipped-cycle", cache_policy=NO_CACHE, **DB_RETRIES)
+@task(name="record-skipped-cycle", cache_policy=NO_CACHE, timeout_seconds=60, **DB_RETRIES)
 def record_skipped_cycle(settings: Settings, reason: str) -> CycleSummary:
-    summary = cycles.record_skipped(engine_for(settings), settings.consumer, reason)
+    flow_run_id = runtime.flow_run.id
+    summary = cycles.record_skipped(engine_for(settings), settings.consumer, reason,
+                                    str(flow_run_id) if flow_run_id else None)
     get_run_logger().warning("cycle %d skipped: %s", summary.cycle_id, reason)
     return summary
 
 
-@task(name="record-empty-cycle", cache_policy=NO_CACHE, **DB_RETRIES)
+@task(name="record-empty-cycle", cache_policy=NO_CACHE, timeout_seconds=60, **DB_RETRIES)
 def record_empty_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch,
                        stage_seconds: dict[str, float]) -> CycleSummary:
     summary = build_summary(cycle_id=cycle_id, consumer=settings.consumer, pulled=pulled, validated=None,
@@ -58,13 +59,13 @@ def record_empty_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch,
     return summary
 
 
-@task(name="mark-cycle-failed", cache_policy=NO_CACHE, **DB_RETRIES)
+@task(name="mark-cycle-failed", cache_policy=NO_CACHE, timeout_seconds=60, **DB_RETRIES)
 def mark_cycle_failed(settings: Settings, cycle_id: int, error: str) -> None:
     cycles.mark_failed(engine_for(settings), cycle_id, error)
     get_run_logger().error("cycle %d failed: %s", cycle_id, error)
 
 
-@task(name="decide-publication", cache_policy=NO_CACHE)
+@task(name="decide-publication", cache_policy=NO_CACHE, timeout_seconds=60)
 def decide_publication(settings: Settings, validated: ValidatedBatch, outcome: UpdateOutcome | None,
                        drift: DriftOutcome | None) -> Decision:
     decision = decide(
@@ -77,7 +78,7 @@ def decide_publication(settings: Settings, validated: ValidatedBatch, outcome: U
     return decision
 
 
-@task(name="commit-cycle", cache_policy=NO_CACHE, **DB_RETRIES)
+@task(name="commit-cycle", cache_policy=NO_CACHE, timeout_seconds=600, **DB_RETRIES)
 def commit_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch,
                  outcome: UpdateOutcome | None, drift: DriftOutcome | None, decision: Decision,
                  stage_seconds: dict[str, float]) -> CycleSummary:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from freshrec import drift
@@ -22,7 +22,7 @@ class DriftOutcome:
     path: Path | None
 
 
-@task(name="measure-drift", cache_policy=NO_CACHE)
+@task(name="measure-drift", cache_policy=NO_CACHE, timeout_seconds=900)
 def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
                   champion: ChampionModel | None) -> DriftOutcome:
     reference = pd.DataFrame(champion.reference_sample) if champion and champion.reference_sample else None
@@ -49,4 +49,8 @@ def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
                   f"{r.prediction_drift}; label drift: {r.label_drift}.\n\n"
                   + (f"HTML report: [{path}](file://{path.resolve()})\n" if path else "")),
         description="Evidently drift headline")
+    if path:
+        create_link_artifact(key="drift-report", link=path.resolve().as_uri(), link_text=path.name,
+                             description=f"Evidently HTML report, cycle {cycle_id} (also: freshrec reports export "
+                             f"{cycle_id} PATH)")
     return DriftOutcome(report, path)

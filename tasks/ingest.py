@@ -10,10 +10,10 @@ from freshrec import ingest, quality
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
 from freshrec.settings import Settings
-from tasks.common import engine_for, quality_rules
+from tasks.common import DB_RETRIES, engine_for, quality_rules
 
 
-@task(name="pull-new-interactions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="pull-new-interactions", cache_policy=NO_CACHE, timeout_seconds=600, **DB_RETRIES)
 def pull_new_interactions(settings: Settings) -> PulledBatch:
     pulled = ingest.pull_new_interactions(engine_for(settings), settings.consumer, settings.max_batch_rows,
                                           settings.horizon_stall_s)
@@ -25,7 +25,7 @@ def pull_new_interactions(settings: Settings) -> PulledBatch:
     return pulled
 
 
-@task(name="validate-and-denoise", cache_policy=NO_CACHE)
+@task(name="validate-and-denoise", cache_policy=NO_CACHE, timeout_seconds=900)
 def validate_and_denoise(settings: Settings, pulled: PulledBatch) -> ValidatedBatch:
     engine = engine_for(settings)
     validated = quality.check_batch(engine, pulled, quality_rules(settings), gx_max_rows=settings.gx_max_rows,

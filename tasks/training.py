@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from prefect import get_run_logger, task
+from prefect.concurrency.sync import concurrency
 from prefect.cache_policies import NO_CACHE
 
 from freshrec import registry, training
@@ -10,10 +13,10 @@ from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
 from freshrec.settings import Settings
 from freshrec.training import ChampionModel, UpdateOutcome
-from tasks.common import engine_for, train_config
+from tasks.common import DB_RETRIES, engine_for, train_config
 
 
-@task(name="load-champion", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="load-champion", cache_policy=NO_CACHE, timeout_seconds=300, **DB_RETRIES)
 def load_champion(settings: Settings) -> ChampionModel | None:
     champion = registry.load_champion(engine_for(settings))
     get_run_logger().info("champion: %s", f"version {champion.version}" if champion else "none yet (cold start)")
@@ -24,9 +27,13 @@ def load_champion(settings: Settings) -> ChampionModel | None:
 def fine_tune_candidate(settings: Settings, pulled: PulledBatch, validated: ValidatedBatch,
                         champion: ChampionModel | None) -> UpdateOutcome:
     logger = get_run_logger()
-    outcome = training.run_update(
-        engine_for(settings), validated.clean, champion, train_config(settings),
-        consumer=settings.consumer, replay_before=pulled.from_cursor, progress=logger.info)
+    # One training at a time per GPU: the 'freshrec-gpu' global concurrency limit (create it with
+    # `prefect gcl create freshrec-gpu --limit 1`; without it the slot is not enforced).
+    slot = concurrency("freshrec-gpu", occupy=1) if training.cuda_requested(settings.device) else nullcontext()
+    with slot:
+        outcome = training.run_update(
+            engine_for(settings), validated.clean, champion, train_config(settings),
+            consumer=settings.consumer, replay_before=pulled.from_cursor, progress=logger.info)
     if outcome.trained:
         m = outcome.metrics
         logger.info("candidate AUC %s vs champion %s on %d held-out rows",

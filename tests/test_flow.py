@@ -16,9 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 def run(**params):
+    """One flow run; a single cycle unless the test asks the run to catch up."""
     from flows.update import freshrec_update
 
-    return freshrec_update(**params)
+    return freshrec_update(**{"catch_up": False, **params})
 
 
 def test_cycles_go_through_every_stage(prefect_harness, env, engine, tmp_path):
@@ -184,3 +185,50 @@ def test_reports_are_listed_and_exported_from_the_database(prefect_harness, env,
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT html_gzip FROM drift_reports")).scalar_one()
     assert gzip.decompress(bytes(stored)) == out.read_bytes()
+
+
+def test_one_run_catches_up_on_a_backlog_in_bounded_cycles(prefect_harness, env, engine):
+    publish_everything(env)
+    env.setenv("FRESHREC_MAX_BATCH_ROWS", "150")
+    generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=400, seed=11))
+    result = run(catch_up=True)
+    cycles = result["earlier_cycles"] + [result]
+    assert [c["rows_pulled"] for c in cycles] == [150, 150, 100]
+    assert result["lag"]["rows_behind"] == 0
+    assert count(engine, "update_cycles", "status = 'completed'") == 3
+
+
+def test_two_overlapping_runs_make_one_cycle(prefect_harness, env, engine):
+    import threading
+
+    publish_everything(env)
+    env.setenv("FRESHREC_EPOCHS", "20")  # a cycle long enough for the second run to arrive in the middle
+    generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=600, seed=12))
+    results = []
+    first = threading.Thread(target=lambda: results.append(run()))
+    first.start()
+    deadline = time.monotonic() + 60
+    while not count(engine, "update_cycles", "status = 'running'"):  # the first run is inside its cycle
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    results.append(run())
+    first.join()
+    assert sorted(r["status"] for r in results) == ["completed", "skipped"]
+    assert sum(r["rows_pulled"] for r in results) == 600
+    assert count(engine, "ingest_batches") == 1
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT status FROM update_cycles ORDER BY status")).scalars().all()
+    assert rows == ["completed", "skipped"]  # the skipped run left the running one alone
+
+
+def test_a_killed_run_is_marked_abandoned_by_the_next(prefect_harness, env, engine):
+    from freshrec.cycles import begin_cycle
+
+    stale = begin_cycle(engine, "default")  # a run whose process died after opening its cycle
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=100, seed=13))
+    publish_everything(env)
+    assert run()["status"] == "completed"
+    with engine.connect() as conn:
+        status, error = conn.execute(sa.text("SELECT status, error FROM update_cycles WHERE id = :i"),
+                                     {"i": stale}).one()
+    assert status == "failed" and error.startswith("abandoned")

@@ -73,7 +73,7 @@ def test_replay_is_bounded_and_skips_quarantined_and_waiting_rows(engine):
 def _cycle():
     from flows.update import freshrec_update
 
-    return freshrec_update()
+    return freshrec_update(catch_up=False)
 
 
 def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
