@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Annotated
-
 from prefect import flow
-from pydantic import Field
-
 from freshrec.settings import Settings, load_settings
 from tasks.cycle import (begin_cycle, commit_cycle, decide_publication, hold_cycle_lock, mark_cycle_failed,
                          record_empty_cycle, record_skipped_cycle)
@@ -59,15 +55,21 @@ def run_one_cycle(settings: Settings) -> dict:
 @flow(name=FLOW_NAME, description="freshrec update: every new interaction once, validated, used to fine-tune "
       "the champion, checked for drift, published only if better. Catches up on a backlog in bounded cycles.")
 def freshrec_update(
-    model: Annotated[str | None, Field(title="Model", description="minilm, tiny or a Hugging Face model "
-                                       "folder; empty: FRESHREC_MODEL")] = None,
-    max_batch_rows: Annotated[int | None, Field(title="Max batch rows", gt=0, description="Most rows one "
-                                                "cycle takes; empty: FRESHREC_MAX_BATCH_ROWS")] = None,
-    consumer: Annotated[str | None, Field(title="Consumer", description="Ingestion cursor name; empty: "
-                                          "FRESHREC_CONSUMER")] = None,
-    catch_up: Annotated[bool, Field(title="Catch up", description="While rows are still waiting, run further "
-                                    "cycles in this run, for up to FRESHREC_CATCH_UP_SECONDS")] = True,
+    model: str | None = None,
+    max_batch_rows: int | None = None,
+    consumer: str | None = None,
+    catch_up: bool = True,
 ) -> dict:
+    """One update run (Prefect shows these argument descriptions in the UI's run form).
+
+    Args:
+        model: The model to train when there is no champion yet: minilm, tiny or a Hugging Face model folder.
+            Empty: FRESHREC_MODEL.
+        max_batch_rows: The most rows one cycle takes. Empty: FRESHREC_MAX_BATCH_ROWS.
+        consumer: The ingestion cursor this run advances. Empty: FRESHREC_CONSUMER.
+        catch_up: While rows are still waiting, run further cycles in this run, for up to
+            FRESHREC_CATCH_UP_SECONDS (one run takes a backlog instead of late runs piling up).
+    """
     settings = load_settings(model=model, max_batch_rows=max_batch_rows, consumer=consumer)
     with hold_cycle_lock(settings) as acquired:
         if not acquired:

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from freshrec_cli.output import emit, progress, setup_logging
+from freshrec_cli.serving import DEPLOYMENT_NAME
 
 # Defaults for Prefect before it is imported anywhere: no telemetry (it also logs spurious 'database is
 # locked' errors from the temporary server), and freshrec's own loggers forwarded into Prefect's run logs.
@@ -162,6 +163,30 @@ def demo(
     result = run_demo(settings, cycles=cycles, as_json=as_json)
     if as_json:
         emit(result, as_json)
+
+
+@app.command("serve")
+def serve(
+    interval: Annotated[Optional[int], typer.Option(min=1, help="Seconds between cycles; default "
+                                                     "FRESHREC_SCHEDULE_INTERVAL_S.")] = None,
+    model: ModelOpt = None,
+    name: Annotated[str, typer.Option(help="Deployment name.")] = DEPLOYMENT_NAME,
+) -> None:
+    """Run the update flow on a schedule as a Prefect deployment (flow.serve): one run at a time, in the UI."""
+    from freshrec_cli.serving import serve_flow
+
+    settings = _settings(model=model)
+    _engine(settings)  # a wrong URL or an old schema stops here, in one sentence
+    serve_flow(settings, interval or settings.schedule_interval_s, name)
+
+
+@app.command("watch")
+def watch(as_json: JsonOpt = False) -> None:
+    """A serving process: load the champion, hot-swap on every publish or rollback, print each swap."""
+    from freshrec_cli.serving import watch_champion
+
+    settings = _settings()
+    watch_champion(settings, _serving_engine(settings), as_json)
 
 
 # --- status and quarantine -------------------------------------------------------------------------------

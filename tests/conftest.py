@@ -6,7 +6,9 @@ FRESHREC_TEST_ADMIN_URL names a server where the tests may create and drop datab
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 _STATE = Path(tempfile.mkdtemp(prefix="freshrec-tests-"))
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
 # Before anything imports Prefect or transformers.
 os.environ.update({
     "PREFECT_HOME": str(_STATE / "prefect"),

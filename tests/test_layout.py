@@ -4,8 +4,6 @@ import ast
 import re
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,14 +57,3 @@ def test_readme_test_command_is_what_ci_runs():
     command = 'python3 -m venv .venv && .venv/bin/pip install -e ".[dev]" && .venv/bin/python -m pytest'
     assert command in readme and command in ci
     assert "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/freshrec demo" in readme
-
-
-def test_prefect_yaml_points_at_the_flow():
-    from prefect.flows import load_flow_from_entrypoint
-
-    spec = yaml.safe_load((ROOT / "deploy" / "prefect.yaml").read_text())
-    (deployment,) = spec["deployments"]
-    assert deployment["concurrency_limit"]["limit"] == 1
-    assert deployment["schedules"][0]["interval"] == 300
-    flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
-    assert flow.name == "freshrec-update"
