@@ -30,14 +30,19 @@ def main(argv: list[str] | None = None) -> int:
         print("no GPU visible to PyTorch: nothing to compare", file=sys.stderr)
         return 2
     from bench.training import texts
+    from freshrec.features import SIDE_COLUMNS
     from freshrec.model import build_model, load_tokenizer, new_model_config
     from freshrec.training import TokenizedTexts, _autocast, _pair_logits
 
     cfg = new_model_config(args.model, args.mode, max_item_tokens=args.seq, max_user_tokens=args.seq,
                            history_len=5, seed=0)
     tok = load_tokenizer(args.model)
+    rng = np.random.default_rng(3)
     data = pd.DataFrame({"user_text": texts(args.batch, args.seq, 1), "item_text": texts(args.batch, args.seq, 2),
-                         "label": np.random.default_rng(3).integers(0, 2, args.batch)})
+                         "label": rng.integers(0, 2, args.batch), "user_rate": rng.random(args.batch),
+                         "item_rate": rng.random(args.batch), "user_log_n": rng.random(args.batch) * 5,
+                         "item_log_n": rng.random(args.batch) * 5})
+    side = data[SIDE_COLUMNS].to_numpy(dtype=np.float32)
     users = TokenizedTexts(tok, data["user_text"].to_numpy(), args.seq)
     items = TokenizedTexts(tok, data["item_text"].to_numpy(), args.seq)
     rows = np.arange(args.batch)
@@ -50,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         model.eval()  # no dropout: both see the same function
         with _autocast(device):
-            logits = _pair_logits(model, users, items, rows, device)
+            logits = _pair_logits(model, users, items, rows, device, side)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.to(device))
         loss.backward()
         grad = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.parameters() if p.grad is not None))

@@ -39,6 +39,7 @@ def run_mode(model_name: str, mode: str, batch: int, seq: int, steps: int, devic
     import pandas as pd
     import torch
 
+    from freshrec.features import SIDE_COLUMNS
     from freshrec.model import build_model, load_tokenizer, new_model_config
     from freshrec.training import TrainConfig, _autocast, pick_device, train
 
@@ -46,8 +47,10 @@ def run_mode(model_name: str, mode: str, batch: int, seq: int, steps: int, devic
     cfg = new_model_config(model_name, mode, max_item_tokens=seq, max_user_tokens=seq, history_len=5, seed=0)
     tok = load_tokenizer(model_name)
     n = batch * steps
-    data = pd.DataFrame({"user_text": texts(n, seq, 1), "item_text": texts(n, seq, 2),
-                         "label": np.random.default_rng(3).integers(0, 2, n)})
+    rng = np.random.default_rng(3)
+    data = pd.DataFrame({"user_text": texts(n, seq, 1), "item_text": texts(n, seq, 2), "label": rng.integers(0, 2, n),
+                         "user_rate": rng.random(n), "item_rate": rng.random(n), "user_log_n": rng.random(n) * 5,
+                         "item_log_n": rng.random(n) * 5})
     train_cfg = TrainConfig(model=model_name, train_mode=mode, device=device_name, batch_size=batch,
                             gpu_batch_size=batch, max_steps=steps, epochs=1, max_seconds=1e9)
 
@@ -64,6 +67,7 @@ def run_mode(model_name: str, mode: str, batch: int, seq: int, steps: int, devic
     u_ids, u_mask = tensors("user_text")
     i_ids, i_mask = tensors("item_text")
     labels = torch.as_tensor(data["label"].to_numpy(dtype=np.float32), device=device)
+    side = torch.as_tensor(data[SIDE_COLUMNS].to_numpy(dtype=np.float32), device=device)
     assert int(u_mask.sum()) == n * seq and int(i_mask.sum()) == n * seq, "texts shorter than --seq"
 
     def bare(k: int) -> float:
@@ -73,7 +77,7 @@ def run_mode(model_name: str, mode: str, batch: int, seq: int, steps: int, devic
             with _autocast(device):
                 u = bare_model.embed(u_ids[sl], u_mask[sl])
                 i = bare_model.embed(i_ids[sl], i_mask[sl])
-                logits = bare_model.score_pairs(u, i)
+                logits = bare_model.score_pairs(u, i, side[sl])
             loss = loss_fn(logits.float(), labels[sl])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

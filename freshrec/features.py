@@ -9,6 +9,8 @@ from sqlalchemy.engine import Engine
 from freshrec.sqlfiles import query
 
 NO_HISTORY = "new user with no liked items yet"
+SIDE_COLUMNS = ["user_rate", "item_rate", "user_log_n", "item_log_n"]
+RATE_PRIOR_WEIGHT = 10.0  # pseudo-events at a neutral 0.5, so a user with one like is not a sure thing
 
 
 def item_text(title: str, category: str, description: str) -> str:
@@ -54,12 +56,33 @@ def count_buckets(engine: Engine, query_name: str, ids: list[int], until: pd.Tim
     return {int(r.key): int(np.log2(r.n + 1)) for r in rows}
 
 
+def side_features(n_user, pos_user, n_item, pos_item) -> dict[str, np.ndarray]:
+    """Smoothed like-rates and log counts of the user and the item: the model's learned-signal inputs."""
+    n_user, pos_user = np.asarray(n_user, float), np.asarray(pos_user, float)
+    n_item, pos_item = np.asarray(n_item, float), np.asarray(pos_item, float)
+    w = RATE_PRIOR_WEIGHT
+    return {"user_rate": (pos_user + 0.5 * w) / (n_user + w), "item_rate": (pos_item + 0.5 * w) / (n_item + w),
+            "user_log_n": np.log1p(n_user), "item_log_n": np.log1p(n_item)}
+
+
+def point_in_time_rates(engine: Engine, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per row: the user's and the item's interactions before the row's time (never its own label)."""
+    params = {"row_ids": frame["id"].astype("int64").tolist(), "user_ids": frame["user_id"].astype("int64").tolist(),
+              "item_ids": frame["item_id"].astype("int64").tolist(),
+              "times": [t.to_pydatetime() for t in frame["occurred_at"]]}
+    with engine.connect() as conn:
+        rows = conn.execute(query("point_in_time_counts"), params).all()
+    counts = pd.DataFrame(rows, columns=["id", "user_n", "user_pos", "item_n", "item_pos"]).set_index("id")
+    counts = counts.reindex(frame["id"].astype("int64").to_numpy()).fillna(0)
+    return pd.DataFrame(side_features(counts["user_n"], counts["user_pos"], counts["item_n"], counts["item_pos"]))
+
+
 def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.DataFrame:
     """One example per clean row: user_text, item_text, label, plus the columns drift looks at."""
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
                                      "event_type", "dwell_ms", "category", "hour", "item_text_len",
-                                     "item_popularity_bucket", "user_activity_bucket"])
+                                     "item_popularity_bucket", "user_activity_bucket", *SIDE_COLUMNS])
     items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
     histories = fetch_histories(engine, clean, history_len)
     out = pd.DataFrame({
@@ -84,6 +107,9 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.
     activity = count_buckets(engine, "user_activity_counts", sorted(set(out["user_id"].tolist())), until)
     out["item_popularity_bucket"] = out["item_id"].map(popularity).fillna(0).astype("int64")
     out["user_activity_bucket"] = out["user_id"].map(activity).fillna(0).astype("int64")
+    rates = point_in_time_rates(engine, out)
+    for column in SIDE_COLUMNS:
+        out[column] = rates[column].to_numpy()
     return out
 
 

@@ -102,6 +102,7 @@ class ModelConfig:
     seed: int = 0
     lora: dict | None = None
     extra: dict | None = None  # learning-rate state and other per-version training state
+    side_features: bool = False  # user/item like-rates and counts beside the text (False: versions made before)
 
     def to_json(self) -> dict:
         return {"format": ARTIFACT_FORMAT, **self.__dict__}
@@ -112,20 +113,42 @@ class ModelConfig:
         return cls(**fields)
 
 
+SIDE_DIM = 4  # user like-rate, item like-rate, log1p(user count), log1p(item count): see features.SIDE_COLUMNS
+
+
 def _ctr_model_class():
     import torch
     from torch import nn
 
     class CtrModel(nn.Module):
-        def __init__(self, encoder, hidden_size: int):
+        """Deep part: an MLP over [user, item, user*item] text embeddings (and the side features).
+        Wide part (with side features): a linear term over logit(user rate), logit(item rate) and the log
+        counts. It starts as logit(user rate) + logit(item rate), the like-rate baseline, and learns from there;
+        the text tells it where a user's taste departs from their average."""
+
+        def __init__(self, encoder, hidden_size: int, side_dim: int = 0):
             super().__init__()
             self.encoder = encoder
+            self.side_dim = side_dim
+            self.norm = nn.LayerNorm(3 * hidden_size)
             self.head = nn.Sequential(
-                nn.LayerNorm(3 * hidden_size),
-                nn.Linear(3 * hidden_size, hidden_size),
+                nn.Linear(3 * hidden_size + side_dim, hidden_size),
                 nn.GELU(),
                 nn.Linear(hidden_size, 1),
             )
+            if side_dim:
+                self.wide = nn.Linear(side_dim, 1)
+                with torch.no_grad():
+                    self.wide.weight.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
+                    self.wide.bias.zero_()
+                    # The untrained deep part adds nothing: a new model is exactly the like-rate prior, and
+                    # training teaches the text only where it beats that prior.
+                    self.head[-1].weight.zero_()
+                    self.head[-1].bias.zero_()
+
+        def side_inputs(self, side):
+            rates = side[:, :2].clamp(1e-4, 1 - 1e-4)
+            return torch.cat([torch.log(rates / (1 - rates)), side[:, 2:] / 4.0], dim=-1)
 
         def embed(self, input_ids, attention_mask):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -133,8 +156,12 @@ def _ctr_model_class():
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
-        def score_pairs(self, user_emb, item_emb):
-            return self.head(torch.cat([user_emb, item_emb, user_emb * item_emb], dim=-1)).squeeze(-1)
+        def score_pairs(self, user_emb, item_emb, side=None):
+            deep = self.norm(torch.cat([user_emb, item_emb, user_emb * item_emb], dim=-1))
+            if not self.side_dim:
+                return self.head(deep).squeeze(-1)
+            extra = self.side_inputs(side.float())
+            return (self.head(torch.cat([deep, extra], dim=-1)) + self.wide(extra)).squeeze(-1)
 
     return CtrModel
 
@@ -153,8 +180,7 @@ def build_model(config: ModelConfig):
     elif config.train_mode != "full":
         raise ModelError(f"Training mode {config.train_mode!r} is unknown: set FRESHREC_TRAIN_MODE to lora or full.")
     torch.manual_seed(config.seed + 1)
-    model = _ctr_model_class()(encoder, config.hidden_size)
-    return model
+    return _ctr_model_class()(encoder, config.hidden_size, SIDE_DIM if config.side_features else 0)
 
 
 def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, max_user_tokens: int,
@@ -167,7 +193,7 @@ def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, 
         hidden = int(cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("dim"))
     return ModelConfig(base_model=base_model, train_mode=train_mode, hidden_size=hidden,
                        max_item_tokens=max_item_tokens, max_user_tokens=max_user_tokens,
-                       history_len=history_len, seed=seed)
+                       history_len=history_len, seed=seed, side_features=True)
 
 
 # --- artifacts -------------------------------------------------------------------------------------

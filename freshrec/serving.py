@@ -23,7 +23,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from freshrec.errors import ModelError
-from freshrec.features import item_text, user_text
+from freshrec.features import SIDE_COLUMNS, item_text, side_features, user_text
 from freshrec.registry import CHANNEL
 from freshrec.sqlfiles import query
 
@@ -82,15 +82,17 @@ class Scorer:
                     self._item_cache[int(item_id)] = emb
             return np.stack([self._item_cache[int(i)] for i in items["id"]])
 
-    def score(self, history_titles: list[str], items: pd.DataFrame) -> np.ndarray:
-        """P(engage) of the user (given by their recent liked titles) for each item."""
+    def score(self, history_titles: list[str], items: pd.DataFrame, side: np.ndarray | None = None) -> np.ndarray:
+        """P(engage) of the user (given by their recent liked titles) for each item; side: one row of
+        features.SIDE_COLUMNS per item (for versions trained with them)."""
         import torch
 
         user = self._embed([user_text(history_titles)], self.config.max_user_tokens)
         item = self.item_embeddings(items)
         with torch.no_grad():
             u = torch.as_tensor(np.repeat(user, len(item), axis=0))
-            logits = self.model.score_pairs(u, torch.as_tensor(item))
+            extra = torch.as_tensor(side, dtype=torch.float32) if self.config.side_features else None
+            logits = self.model.score_pairs(u, torch.as_tensor(item), extra)
             return torch.sigmoid(logits.float()).numpy()
 
 
@@ -127,9 +129,17 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
         else:
             items = pd.DataFrame(conn.execute(query("catalogue_items"), {"limit": max_candidates}).all(),
                                  columns=["id", "title", "description", "category"])
+        counts = conn.execute(query("rate_counts_now"), {"user_id": user_id,
+                                                         "item_ids": items["id"].astype("int64").tolist()}).all()
     if items.empty:
         return []
-    scores = scorer.score(list(titles), items)
+    by_item = {int(r.item_id): r for r in counts}
+    user_n = counts[0].user_n if counts else 0
+    user_pos = counts[0].user_pos if counts else 0
+    side = side_features([user_n] * len(items), [user_pos] * len(items),
+                         [by_item[int(i)].item_n if int(i) in by_item else 0 for i in items["id"]],
+                         [by_item[int(i)].item_pos if int(i) in by_item else 0 for i in items["id"]])
+    scores = scorer.score(list(titles), items, np.column_stack([side[c] for c in SIDE_COLUMNS]).astype(np.float32))
     order = np.argsort(-scores, kind="stable")[:top]
     return [{"item_id": int(items["id"].iloc[i]), "title": items["title"].iloc[i], "score": float(scores[i])}
             for i in order]

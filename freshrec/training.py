@@ -181,7 +181,8 @@ class TokenizedTexts:
         return ids, mask
 
 
-def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.ndarray, device):
+def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.ndarray, device,
+                 side: np.ndarray | None = None):
     """Logits for the example rows, encoding each distinct user and item text of the batch once."""
     import torch
 
@@ -189,12 +190,20 @@ def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.n
     i_pos, i_inv = np.unique(items.index[rows], return_inverse=True)
     u = model.embed(*users.batch(u_pos, device))
     i = model.embed(*items.batch(i_pos, device))
-    return model.score_pairs(u[torch.as_tensor(u_inv, device=device)], i[torch.as_tensor(i_inv, device=device)])
+    extra = torch.as_tensor(side[rows], device=device) if side is not None else None
+    return model.score_pairs(u[torch.as_tensor(u_inv, device=device)], i[torch.as_tensor(i_inv, device=device)],
+                             extra)
 
 
 def _texts(tokenizer, config: ModelConfig, examples: pd.DataFrame) -> tuple[TokenizedTexts, TokenizedTexts]:
     return (TokenizedTexts(tokenizer, examples["user_text"].to_numpy(), config.max_user_tokens),
             TokenizedTexts(tokenizer, examples["item_text"].to_numpy(), config.max_item_tokens))
+
+
+def _side(config: ModelConfig, examples: pd.DataFrame) -> np.ndarray | None:
+    from freshrec.features import SIDE_COLUMNS
+
+    return examples[SIDE_COLUMNS].to_numpy(dtype=np.float32) if config.side_features else None
 
 
 # --- scoring and training -------------------------------------------------------------------------------------
@@ -210,11 +219,13 @@ def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, devic
     device = device or next(model.parameters()).device
     model.to(device).eval()
     users, items = _texts(tokenizer, config, examples)
+    side = _side(config, examples)
     out = []
     with torch.no_grad(), _autocast(device):
         for lo in range(0, len(examples), batch_size):
             rows = np.arange(lo, min(len(examples), lo + batch_size))
-            out.append(torch.sigmoid(_pair_logits(model, users, items, rows, device).float()).cpu().numpy())
+            logits = _pair_logits(model, users, items, rows, device, side)
+            out.append(torch.sigmoid(logits.float()).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -238,6 +249,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     total = min(cfg.max_steps, cfg.epochs * steps_per_epoch)
     labels = torch.as_tensor(examples["label"].to_numpy(dtype=np.float32))
     users, items = _texts(tokenizer, config, examples)
+    side = _side(config, examples)
     stats = TrainStats(device=device.type, learning_rate=lr)
     started = time.perf_counter()
     last_report = started
@@ -247,7 +259,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
         for lo in range(0, n, batch_size):
             rows = order[lo:lo + batch_size]
             with _autocast(device):
-                logits = _pair_logits(model, users, items, rows, device)
+                logits = _pair_logits(model, users, items, rows, device, side)
             loss = loss_fn(logits.float(), labels[rows].to(device, non_blocking=True))
             (loss / accum).backward()
             micro += 1
@@ -312,13 +324,18 @@ def learning_rate_state(engine: Engine, base_lr: float) -> LrState:
 
 def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     """The fixed probe set of the stability guard; made once, from the first batch that has rows."""
+    from freshrec.features import SIDE_COLUMNS
+
     with engine.connect() as conn:
-        probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(), columns=["user_text", "item_text"])
+        probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(),
+                             columns=["user_text", "item_text", *SIDE_COLUMNS])
     if probe.empty and len(examples):
         sample = examples.sample(n=min(size, len(examples)), random_state=seed)
         with engine.begin() as conn:
-            conn.execute(query("probe_set_create"), {"user_texts": sample["user_text"].tolist(),
-                                                     "item_texts": sample["item_text"].tolist()})
+            conn.execute(query("probe_set_create"), {
+                "user_texts": sample["user_text"].tolist(), "item_texts": sample["item_text"].tolist(),
+                "user_rates": sample["user_rate"].tolist(), "item_rates": sample["item_rate"].tolist(),
+                "user_log_ns": sample["user_log_n"].tolist(), "item_log_ns": sample["item_log_n"].tolist()})
         return probe_pairs(engine, examples.iloc[0:0], size, seed)
     return probe
 

@@ -24,6 +24,8 @@ def examples(n: int, seed: int) -> pd.DataFrame:
         "user_text": [f"liked: {w} review; {w} guide" for w in likes],
         "item_text": [f"{w} special | {TOPICS[w]}" for w in shown],
         "label": (likes == shown).astype(int),
+        # no history yet: neutral like-rates, so only the text can tell
+        "user_rate": 0.5, "item_rate": 0.5, "user_log_n": 0.0, "item_log_n": 0.0,
     })
 
 

@@ -1,0 +1,114 @@
+"""The simple contenders of the evaluation: each scores a cycle's rows first, then learns from them.
+
+Rows are frames with user_id, item_id, label and genres (a list of strings per row).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+class LikeRates:
+    """Smoothed like-rates of items (and users) seen so far."""
+
+    def __init__(self, prior_weight: float = 10.0):
+        self.w = prior_weight
+        self.n_user, self.pos_user = defaultdict(int), defaultdict(int)
+        self.n_item, self.pos_item = defaultdict(int), defaultdict(int)
+        self.n, self.pos = 0, 0
+
+    def prior(self) -> float:
+        return (self.pos + 1) / (self.n + 2)
+
+    def item_rate(self, items) -> np.ndarray:
+        p = self.prior()
+        return np.array([(self.pos_item[i] + self.w * p) / (self.n_item[i] + self.w) for i in items])
+
+    def user_rate(self, users) -> np.ndarray:
+        p = self.prior()
+        return np.array([(self.pos_user[u] + self.w * p) / (self.n_user[u] + self.w) for u in users])
+
+    def warm(self, rows: pd.DataFrame) -> None:
+        """Learn rows that are not scored (the warm-up)."""
+        LikeRates.learn(self, rows)
+
+    def learn(self, rows: pd.DataFrame) -> None:
+        for u, i, y in zip(rows["user_id"], rows["item_id"], rows["label"]):
+            self.n_user[u] += 1
+            self.pos_user[u] += int(y)
+            self.n_item[i] += 1
+            self.pos_item[i] += int(y)
+            self.n += 1
+            self.pos += int(y)
+
+
+class Popularity(LikeRates):
+    name = "popularity"
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        return self.item_rate(rows["item_id"])
+
+
+class UserItemRates(LikeRates):
+    """Combined in log-odds: user's lean plus item's lean over the base rate."""
+    name = "user+item rates"
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        z = _logit(self.user_rate(rows["user_id"])) + _logit(self.item_rate(rows["item_id"])) - _logit(self.prior())
+        return 1 / (1 + np.exp(-z))
+
+
+class UserItemRatesPerEvent(UserItemRates):
+    """The same, updated after every event instead of every cycle: each row sees all rows strictly earlier
+    in time, as freshrec's point-in-time side features do (rows at the same instant do not see each other)."""
+    name = "user+item rates (per event)"
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        out = np.empty(len(rows))
+        order = np.argsort(rows["occurred_at"].to_numpy(), kind="stable")
+        times = rows["occurred_at"].to_numpy()[order]
+        starts = np.r_[0, np.flatnonzero(times[1:] != times[:-1]) + 1, len(order)]
+        for lo, hi in zip(starts[:-1], starts[1:]):
+            group = rows.iloc[order[lo:hi]]
+            out[order[lo:hi]] = super().score(group)
+            LikeRates.learn(self, group)
+        return out
+
+    def learn(self, rows: pd.DataFrame) -> None:
+        """Nothing left: score() learned every row, in time order."""
+
+
+class RiverLogisticRegression:
+    """Online logistic regression (river) over one-hot user, item, genre and user x genre features."""
+    name = "river logreg"
+
+    def __init__(self, lr: float = 0.05):
+        from river import linear_model, optim
+
+        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(lr))
+
+    @staticmethod
+    def features(user, item, genres) -> dict[str, float]:
+        x = {f"u={user}": 1.0, f"i={item}": 1.0}
+        for g in genres:
+            x[f"g={g}"] = 1.0
+            x[f"u={user}|g={g}"] = 1.0
+        return x
+
+    def score(self, rows: pd.DataFrame) -> np.ndarray:
+        return np.array([self.model.predict_proba_one(self.features(u, i, g)).get(True, 0.5)
+                         for u, i, g in zip(rows["user_id"], rows["item_id"], rows["genres"])])
+
+    def learn(self, rows: pd.DataFrame) -> None:
+        for u, i, g, y in zip(rows["user_id"], rows["item_id"], rows["genres"], rows["label"]):
+            self.model.learn_one(self.features(u, i, g), bool(y))
+
+    warm = learn
