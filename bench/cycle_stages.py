@@ -27,24 +27,17 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-    from freshrec import migrations
-    from freshrec.db import create_engine, recreate_database, resolve_database_url
+    from bench.common import scratch_database
     from freshrec.generate import StreamSpec, insert_stream
     from freshrec.settings import load_settings
     from freshrec_cli.cycles import run_cycle
 
-    settings = load_settings()
-    url = recreate_database(resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir,
-        settings.embedded_database),
-        "freshrec_bench")
+    engine, url = scratch_database("freshrec_bench")
     os.environ.update({"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),
                        "FRESHREC_MODEL": args.model, "FRESHREC_TRAIN_MODE": args.train_mode,
                        "FRESHREC_MAX_TRAIN_SECONDS": str(args.max_train_seconds), "FRESHREC_PUBLISH_THRESHOLDS": '[{"metric": "auc", "value": 0.0}]',
                        "FRESHREC_MAX_PROBE_CHANGE": "1.0"})  # measure every stage, whatever the model's quality
     settings = load_settings()
-    engine = create_engine(url)
-    migrations.upgrade(engine)
     spec = StreamSpec(users=300, items=400, events=args.rows, drift_at=None, seed=1)
     rows = []
     insert_stream(engine, spec)

@@ -133,8 +133,7 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
 
 
 def run(args) -> dict:
-    from freshrec import migrations
-    from freshrec.db import create_engine, recreate_database, resolve_database_url
+    from bench.common import scratch_database
     from freshrec.metrics import evaluate
     from freshrec.model import load_artifact, load_tokenizer
     from freshrec.registry import load_champion
@@ -148,11 +147,7 @@ def run(args) -> dict:
         "FRESHREC_MAX_TRAIN_STEPS": "1000000"}
     os.environ.update(overrides)
     settings = load_settings()
-    url = recreate_database(resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir,
-        settings.embedded_database), "freshrec_eval")
-    engine = create_engine(url)
-    migrations.upgrade(engine)
+    engine, _ = scratch_database("freshrec_eval")
     drift_cycle = None
     if args.movielens:
         from freshrec.movielens import load_movielens

@@ -26,21 +26,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from freshrec import ingest, migrations, quality
+    import sqlalchemy as sa
+
+    from bench.common import scratch_database
+    from freshrec import ingest, quality
     from freshrec.cycles import begin_cycle, commit_batch
-    from freshrec.db import copy_out_csv, create_engine, recreate_database, resolve_database_url
+    from freshrec.db import copy_out_csv
     from freshrec.generate import StreamSpec, insert_stream
     from freshrec.settings import load_settings
     from freshrec.sqlfiles import query
-    import sqlalchemy as sa
 
     settings = load_settings()
-    url = recreate_database(resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir,
-        settings.embedded_database),
-        "freshrec_bench_ingest")
-    engine = create_engine(url)
-    migrations.upgrade(engine)
+    engine, _ = scratch_database("freshrec_bench_ingest")
     first = 10_000
     total = sum(args.sizes) + first * len(args.sizes)
     started = time.perf_counter()

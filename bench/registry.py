@@ -27,18 +27,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from freshrec import migrations, registry
-    from freshrec.db import create_engine, recreate_database, resolve_database_url
+    from bench.common import scratch_database
+    from freshrec import registry
     from freshrec.model import build_model, new_model_config, save_artifact
     from freshrec.serving import ChampionWatcher, load_scorer, serving_engine
-    from freshrec.settings import load_settings
 
-    settings = load_settings()
-    url = recreate_database(resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir,
-        settings.embedded_database), "freshrec_bench_registry")
-    engine = create_engine(url)
-    migrations.upgrade(engine)
+    engine, url = scratch_database("freshrec_bench_registry")
     cfg = new_model_config(args.model, args.mode, max_item_tokens=48, max_user_tokens=96, history_len=5, seed=0)
     artifact = save_artifact(build_model(cfg), cfg)
     decision = registry.Decision(True, ["benchmark"])

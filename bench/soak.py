@@ -34,18 +34,11 @@ def main(argv: list[str] | None = None) -> dict:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from bench.common import scratch_database
     from bench.prefect_server import freshrec_serve, prefect_server
-    from freshrec import migrations
-    from freshrec.db import create_engine, recreate_database, resolve_database_url
     from freshrec.generate import StreamSpec, insert_stream
-    from freshrec.settings import load_settings
 
-    settings = load_settings()
-    url = recreate_database(resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir,
-        settings.embedded_database), "freshrec_soak")
-    engine = create_engine(url)
-    migrations.upgrade(engine)
+    engine, url = scratch_database("freshrec_soak")
     home = Path(tempfile.mkdtemp(prefix="freshrec-soak-"))
     env = {"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False), "FRESHREC_MODEL": args.model,
            "FRESHREC_TRAIN_MODE": "full" if args.model == "tiny" else "lora", "FRESHREC_DATA_DIR": str(home / "data"),

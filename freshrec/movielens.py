@@ -79,7 +79,7 @@ def load_movielens(engine: Engine, directory: Path, *, limit: int | None = None,
                 "event_types": ["rating"] * (hi - lo),
                 "labels": labels[lo:hi].tolist(),
                 "dwell_ms": [None] * (hi - lo),
-                "occurred_at": times.iloc[lo:hi].dt.to_pydatetime().tolist(),
+                "occurred_at": [t.to_pydatetime() for t in times.iloc[lo:hi]],
             })
         log.info("loaded %d/%d ratings", hi, len(ratings))
     return LoadResult(created, len(ratings), time.monotonic() - started,

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from freshrec import migrations
-from freshrec.db import check_connection, create_engine, describe, recreate_database, resolve_database_url
+from freshrec.db import check_connection, create_engine, describe, recreate_database
 from freshrec.generate import StreamSpec, insert_stream
 from freshrec.settings import Settings, load_settings
 from freshrec.summary import TABLE_HEADER, table_row
 from freshrec_cli.cycles import run_cycle
 from freshrec_cli.output import progress
+from tasks.common import database_url_for
 
 DEMO_DATABASE = "freshrec_demo"
 
@@ -44,9 +45,7 @@ def run_demo(settings: Settings, cycles: int | None = None, as_json: bool = Fals
     profile = PROFILES["tiny" if settings.model == "tiny" else "default"]
     n_cycles = cycles or profile.cycles
     # A fresh demo database on the configured (or embedded) server, so the demo never touches real data.
-    url = recreate_database(resolve_database_url(
-        settings.database_url.get_secret_value() if settings.database_url else None, settings.data_dir,
-        settings.embedded_database), DEMO_DATABASE)
+    url = recreate_database(database_url_for(settings), DEMO_DATABASE)
     # The flow reads its settings from the environment (as a scheduled deployment does), so the demo's
     # choices go there for this process only.
     overrides = {"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),

@@ -357,13 +357,13 @@ def score(
 
 def _serving_engine(settings):
     """The read-only engine of the serving commands; one sentence if the role cannot be used."""
-    from freshrec.db import check_connection, resolve_database_url
+    from freshrec.db import check_connection
     from freshrec.errors import DatabaseError
     from freshrec.serving import serving_engine
+    from tasks.common import database_url_for
 
     _engine(settings)  # starts the embedded server if needed and checks the schema
-    url = resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
-                               settings.data_dir, settings.embedded_database)
+    url = database_url_for(settings)
     engine = serving_engine(url.render_as_string(hide_password=False), settings.serving_role or None)
     try:
         check_connection(engine)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 
-from freshrec.db import connect
+from freshrec.db import connect, resolve_database_url
 from freshrec.quality import QualityRules
 from freshrec.registry import PublishPolicy, parse_thresholds
 from freshrec.settings import Settings
@@ -28,6 +28,12 @@ def retry_on_database_trouble(task, task_run, state) -> bool:
 
 # Database I/O: three tries with backoff, only for connection trouble.
 DB_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10], "retry_condition_fn": retry_on_database_trouble}
+
+
+def database_url_for(settings: Settings) -> URL:
+    """The configured database URL, or the embedded server's (started if needed)."""
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    return resolve_database_url(url, settings.data_dir, settings.embedded_database)
 
 
 def engine_for(settings: Settings) -> Engine:

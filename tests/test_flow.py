@@ -8,7 +8,6 @@ import pytest
 import sqlalchemy as sa
 
 from freshrec import generate
-from freshrec.db import create_engine
 
 from conftest import PUBLISH_EVERYTHING, count, publish_everything
 

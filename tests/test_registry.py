@@ -39,16 +39,16 @@ def champion(engine):
         return conn.execute(sa.text("SELECT version FROM model_aliases WHERE alias = 'champion'")).scalar()
 
 
-def test_concurrent_publishes_against_one_champion_one_wins(engine, artifact):
-    first = publish(engine, artifact, None)
+def race(engine, artifact, champion_before):
+    """Two publishes that both read the same champion, committed at the same moment."""
     barrier = threading.Barrier(2)
     results = []
 
     def racer():
         with engine.begin() as conn:
-            barrier.wait()  # both have read the same champion and insert their versions together
+            barrier.wait()
             results.append(registry.insert_version_and_maybe_promote(
-                conn, artifact=artifact, decision=PUBLISH, champion_before=first.version, metrics={},
+                conn, artifact=artifact, decision=PUBLISH, champion_before=champion_before, metrics={},
                 batch_ids=[], cycle_id=None, reference_sample=None))
 
     threads = [threading.Thread(target=racer) for _ in range(2)]
@@ -56,6 +56,12 @@ def test_concurrent_publishes_against_one_champion_one_wins(engine, artifact):
         t.start()
     for t in threads:
         t.join()
+    return results
+
+
+def test_concurrent_publishes_against_one_champion_one_wins(engine, artifact):
+    first = publish(engine, artifact, None)
+    results = race(engine, artifact, first.version)
     assert sorted(r.status for r in results) == ["lost_race", "published"]
     winner = next(r for r in results if r.status == "published")
     assert champion(engine) == winner.version
@@ -64,22 +70,7 @@ def test_concurrent_publishes_against_one_champion_one_wins(engine, artifact):
 
 
 def test_first_champion_race_has_one_winner(engine, artifact):
-    barrier = threading.Barrier(2)
-    results = []
-
-    def racer():
-        with engine.begin() as conn:
-            barrier.wait()
-            results.append(registry.insert_version_and_maybe_promote(
-                conn, artifact=artifact, decision=PUBLISH, champion_before=None, metrics={}, batch_ids=[],
-                cycle_id=None, reference_sample=None))
-
-    threads = [threading.Thread(target=racer) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(r.status for r in results) == ["lost_race", "published"]
+    assert sorted(r.status for r in race(engine, artifact, None)) == ["lost_race", "published"]
 
 
 def test_rollback_walks_back_through_the_history(engine, artifact):

@@ -3,7 +3,6 @@
 import socket
 
 import numpy as np
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
