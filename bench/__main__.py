@@ -56,8 +56,10 @@ def table(f: dict) -> str:
     lines = [f"| figure ({f['model']}, this machine) | value |", "|---|---|"]
     for rows, cycles in f["cycles"].items():
         for c in cycles:
-            stages = ", ".join(f"{k[:-2]} {v}" for k, v in c.items() if k.endswith("_s") and k != "wall_s")
-            lines.append(f"| cycle: {c['cycle']} ({c['rows']} rows) | {c['wall_s']} s wall ({stages}) |")
+            stages = ", ".join(f"{k[:-2]} {v}" for k, v in c.items()
+                               if k.endswith("_s") and k not in ("wall_s", "train_examples_per_s"))
+            speed = f", training {c['train_examples_per_s']} examples/s" if c.get("train_examples_per_s") else ""
+            lines.append(f"| cycle: {c['cycle']} ({c['rows']} rows) | {c['wall_s']} s wall ({stages}{speed}) |")
     for r in f["ingestion"]:
         lines.append(f"| ingestion, {r['rows']} rows: end to end / raw COPY | {r['end_to_end_rows_per_s']:,} / "
                      f"{r['copy_rows_per_s']:,} rows/s, ratio {r['ratio_to_copy']} |")
@@ -65,7 +67,8 @@ def table(f: dict) -> str:
     lines.append(f"| training ({t['mode']}, batch {t['batch']}, seq {t['seq']}): freshrec / bare loop | "
                  f"{t['freshrec_examples_per_s']} / {t['bare_examples_per_s']} examples/s, ratio {t['ratio']} |")
     for d in f["drift"]:
-        lines.append(f"| drift, {d['rows_per_side']} rows per side | {d['seconds']} s |")
+        if d["rows_compared"] == d["rows_per_side"]:
+            lines.append(f"| drift, {d['rows_per_side']} rows per side | {d['seconds']} s |")
     r = f["registry"]
     lines.append(f"| publish to swap (median / max) | {r['publish_to_swap_s_median']} / {r['publish_to_swap_s_max']} s |")
     lines.append(f"| load the champion from the database | {r['load_s_median']} s |")

@@ -101,8 +101,27 @@ def _plain_name(name: str) -> str:
     return name
 
 
+def _admin_url(server_url: URL, name: str) -> URL:
+    """Where to run CREATE/DROP DATABASE: the maintenance database 'postgres' when this user may connect to
+    it (the URL's own database may be the one being replaced), else the URL's database."""
+    maintenance = server_url.set(database="postgres")
+    probe = sa.create_engine(maintenance)
+    try:
+        with probe.connect():
+            return maintenance
+    except OperationalError:
+        if server_url.database == name:
+            raise
+        return server_url
+    finally:
+        probe.dispose()
+
+
 def _create_database(server_url: URL, name: str, *, replace: bool) -> URL:
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        admin = sa.create_engine(_admin_url(server_url, name), isolation_level="AUTOCOMMIT")
+    except OperationalError as exc:
+        raise connection_error(server_url, exc) from None
     quoted = admin.dialect.identifier_preparer.quote(_plain_name(name))  # DDL takes no bind parameters for names
     try:
         with admin.connect() as conn:

@@ -35,6 +35,10 @@ LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05}
 
 def _offline() -> None:
     # Model weights come from disk only; make any accidental hub lookup fail fast instead of hanging.
+    import warnings
+
+    # peft calls a transformers method that transformers 5.24 deprecated; nothing for users to act on.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
