@@ -237,14 +237,38 @@ def run(args) -> dict:
         totals[name] = {"auc": m["auc"], "logloss": m["logloss"], "ndcg_at_10": m["ndcg_at_10"], "n": m["n"],
                         "seconds_per_cycle": round(np.mean([c["contenders"][name]["seconds"] for c in cycles_out]),
                                                    2)}
+    comparisons = {f"freshrec - {other}": paired_auc_difference(pooled["freshrec"], pooled[other])
+                   for other in ("frozen", "user+item rates (per event)", "full retrain")}
     result = {"stream": stream_name, "model": args.model, "cycle_rows": args.cycle_rows,
               "scored": f"the last {args.score_cycles * args.cycle_rows} of {total} events "
                         f"({args.score_cycles} cycles) after {warmup} warm-up events",
-              "totals": totals, "cycles": cycles_out, "wall_s": round(time.perf_counter() - started),
+              "totals": totals, "comparisons": comparisons, "cycles": cycles_out, "wall_s": round(time.perf_counter() - started),
               "peak_rss_mb": rss_mb()}
     if drift_cycle is not None:
         result["recovery_cycles"] = recovery(cycles_out, drift_cycle)
     return result
+
+
+def paired_auc_difference(a: list, b: list, resamples: int = 1000, seed: int = 0) -> dict:
+    """AUC(a) - AUC(b) on the same scored events, with a 95% interval from a bootstrap over users (a user's
+    events move together, so resampling rows would overstate the certainty)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.concatenate([p[0] for p in a])
+    sa_, sb = np.concatenate([p[1] for p in a]), np.concatenate([p[1] for p in b])
+    users = np.concatenate([p[2] for p in a])
+    uniq, inverse = np.unique(users, return_inverse=True)
+    rows_of = [np.flatnonzero(inverse == k) for k in range(len(uniq))]
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        rows = np.concatenate([rows_of[k] for k in rng.integers(0, len(uniq), len(uniq))])
+        if 0 < y[rows].sum() < len(rows):
+            diffs.append(roc_auc_score(y[rows], sa_[rows]) - roc_auc_score(y[rows], sb[rows]))
+    point = float(roc_auc_score(y, sa_) - roc_auc_score(y, sb))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return {"auc_difference": round(point, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
+            "share_of_resamples_above_zero": round(float(np.mean(np.array(diffs) > 0)), 3), "users": len(uniq)}
 
 
 def recovery(cycles: list[dict], drift_cycle: int, margin: float = 0.02) -> dict:
@@ -275,6 +299,10 @@ def write_outputs(result: dict, out: Path) -> None:
         lines.append(f"| {name} | {t['auc']:.4f} | {t['logloss']:.4f} | "
                      f"{t['ndcg_at_10'] if t['ndcg_at_10'] is None else round(t['ndcg_at_10'], 4)} | "
                      f"{t['seconds_per_cycle']} |")
+    lines += ["", "| comparison (same events) | AUC difference | 95% interval (bootstrap over users) |",
+              "|---|---|---|"]
+    lines += [f"| {name} | {c['auc_difference']:+.4f} | {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f} |"
+              for name, c in result.get("comparisons", {}).items()]
     if "recovery_cycles" in result:
         lines += ["", "| contender | AUC before the drift | cycles to recover (within 0.02) |", "|---|---|---|"]
         lines += [f"| {n} | {r['pre_drift_auc'] if r['pre_drift_auc'] is None else round(r['pre_drift_auc'], 3)} | "

@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     # --- training -----------------------------------------------------------------------------
     min_train_rows: int = Field(32, ge=1)
     holdout_share: float = Field(0.2, gt=0, lt=1)
-    replay_ratio: float = Field(0.5, ge=0, description="Replayed older rows per new training row.")
+    replay_ratio: float = Field(2.0, ge=0, description="Replayed older rows per new training row, drawn uniformly "
+                                "from the whole history. Bursty streams (a few users per cycle) need a high "
+                                "ratio, or fine-tuning forgets everyone else: see README, evaluation.")
     max_backlog_rows: int = Field(50_000, gt=0, description="Most rows a cycle takes from the training backlog.")
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(32, gt=0, description="Examples per step on the CPU.")

@@ -48,7 +48,7 @@ class TrainConfig:
     holdout_share: float = 0.2
     min_train_rows: int = 32
     min_eval_rows: int = 30
-    replay_ratio: float = 0.5
+    replay_ratio: float = 2.0
     max_backlog_rows: int = 50_000
     probe_size: int = 256
     history_len: int = 5
@@ -294,8 +294,14 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
 # --- the update step ----------------------------------------------------------------------------------------------
 
 
+def replay_seed(seed: int, before: Cursor) -> int:
+    """A different replay draw every cycle (the cursor moves), reproducible for the same cursor and seed."""
+    return (seed * 1_000_003 + before.id) % 2_147_483_647
+
+
 def replay_sample(engine: Engine, consumer: str, before: Cursor, rows: int, seed: int) -> pd.DataFrame:
-    """Up to `rows` random older clean rows, drawn with a Bernoulli table sample sized to the need."""
+    """Up to `rows` older clean rows drawn uniformly from the whole history (a Bernoulli table sample sized to
+    the need, then a seeded shuffle)."""
     if rows <= 0:
         return pd.DataFrame()
     with engine.connect() as conn:
@@ -382,7 +388,8 @@ def run_update(
     replay = pd.DataFrame()
     if replay_before is not None and cfg.replay_ratio > 0:
         fresh = len(train_part) + len(waiting)
-        older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio), cfg.seed)
+        older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
+                              replay_seed(cfg.seed, replay_before))
         if len(older):
             replay = build_examples(engine, older, cfg.history_len)
     train_set = pd.concat([part for part in (waiting, train_part, replay) if len(part)], ignore_index=True)

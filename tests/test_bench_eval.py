@@ -1,0 +1,33 @@
+"""The evaluation's own arithmetic: the paired comparison and the sweep's point-in-time inputs."""
+
+import numpy as np
+import pandas as pd
+
+from bench.evaluate import paired_auc_difference
+from bench.replay_sweep import movielens_stream
+from freshrec.features import NO_HISTORY
+
+
+def test_paired_difference_is_zero_for_the_same_scores_and_sure_for_a_clearly_better_model():
+    rng = np.random.default_rng(0)
+    y, users = rng.integers(0, 2, 3000), rng.integers(0, 60, 3000)
+    good, poor = y + rng.normal(0, 0.7, 3000), y + rng.normal(0, 3, 3000)
+    same = paired_auc_difference([(y, good, users)], [(y, good, users)], resamples=100)
+    assert same["auc_difference"] == 0 and same["ci95"] == [0, 0]
+    better = paired_auc_difference([(y, good, users)], [(y, poor, users)], resamples=100)
+    assert better["ci95"][0] > 0.1 and better["share_of_resamples_above_zero"] == 1.0
+    assert better["users"] == 60
+
+
+def test_sweep_inputs_only_see_strictly_earlier_events(tmp_path):
+    pd.DataFrame({"movieId": [1, 2, 3], "title": ["A (1990)", "B (1991)", "C (1992)"],
+                  "genres": ["Drama", "Comedy|Drama", "Horror"]}).to_csv(tmp_path / "movies.csv", index=False)
+    pd.DataFrame({"userId": [7, 7, 7, 8], "movieId": [1, 2, 3, 1], "rating": [5.0, 4.0, 1.0, 2.0],
+                  "timestamp": [100, 100, 200, 300]}).to_csv(tmp_path / "ratings.csv", index=False)
+    s = movielens_stream(tmp_path, history_len=5)
+    # the two ratings in the same second see neither each other's label nor each other's title
+    assert s["user_text"].tolist()[:2] == [NO_HISTORY, NO_HISTORY]
+    assert s["user_text"].iloc[2] == "liked: B (1991); A (1990)"  # most recent first
+    assert s["user_log_n"].round(4).tolist()[:3] == [0, 0, round(np.log1p(2), 4)]
+    assert s["item_log_n"].iloc[3] == np.log1p(1)  # item 1 was rated once before user 8
+    assert s["item_text"].iloc[1] == "B (1991) | Comedy, Drama"  # as freshrec.features.item_text builds it
