@@ -242,8 +242,8 @@ def run(args) -> dict:
     result = {"stream": stream_name, "model": args.model, "cycle_rows": args.cycle_rows,
               "scored": f"the last {args.score_cycles * args.cycle_rows} of {total} events "
                         f"({args.score_cycles} cycles) after {warmup} warm-up events",
-              "totals": totals, "comparisons": comparisons, "cycles": cycles_out, "wall_s": round(time.perf_counter() - started),
-              "peak_rss_mb": rss_mb()}
+              "totals": totals, "comparisons": comparisons, "cycles": cycles_out,
+              "wall_s": round(time.perf_counter() - started), "peak_rss_mb": rss_mb()}
     if drift_cycle is not None:
         result["recovery_cycles"] = recovery(cycles_out, drift_cycle)
     return result
@@ -255,7 +255,7 @@ def paired_auc_difference(a: list, b: list, resamples: int = 1000, seed: int = 0
     from sklearn.metrics import roc_auc_score
 
     y = np.concatenate([p[0] for p in a])
-    sa_, sb = np.concatenate([p[1] for p in a]), np.concatenate([p[1] for p in b])
+    score_a, score_b = np.concatenate([p[1] for p in a]), np.concatenate([p[1] for p in b])
     users = np.concatenate([p[2] for p in a])
     uniq, inverse = np.unique(users, return_inverse=True)
     rows_of = [np.flatnonzero(inverse == k) for k in range(len(uniq))]
@@ -264,8 +264,8 @@ def paired_auc_difference(a: list, b: list, resamples: int = 1000, seed: int = 0
     for _ in range(resamples):
         rows = np.concatenate([rows_of[k] for k in rng.integers(0, len(uniq), len(uniq))])
         if 0 < y[rows].sum() < len(rows):
-            diffs.append(roc_auc_score(y[rows], sa_[rows]) - roc_auc_score(y[rows], sb[rows]))
-    point = float(roc_auc_score(y, sa_) - roc_auc_score(y, sb))
+            diffs.append(roc_auc_score(y[rows], score_a[rows]) - roc_auc_score(y[rows], score_b[rows]))
+    point = float(roc_auc_score(y, score_a) - roc_auc_score(y, score_b))
     lo, hi = np.percentile(diffs, [2.5, 97.5])
     return {"auc_difference": round(point, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)],
             "share_of_resamples_above_zero": round(float(np.mean(np.array(diffs) > 0)), 3), "users": len(uniq)}
