@@ -1,7 +1,7 @@
 """Prequential evaluation: does a model updated every cycle recommend better than the alternatives?
 
     python -m bench.evaluate --movielens ../shared/data/ml-latest-small [--cycle-rows 1000] [--score-cycles 10]
-    python -m bench.evaluate --synthetic [--cycle-rows 500] [--score-cycles 12]
+    python -m bench.evaluate --synthetic [--cycle-rows 500] [--score-cycles 10]
 
 The stream (MovieLens ratings in time order, label rating >= 4; or the synthetic stream with its drift point)
 is loaded into a scratch database `freshrec_eval` and replayed through freshrec's real ingestion, in cycles of
