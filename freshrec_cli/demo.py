@@ -23,7 +23,7 @@ DEMO_DATABASE = "freshrec_demo"
 
 @dataclass(frozen=True)
 class DemoProfile:
-    """Sizes that fit the time budget: about 5 minutes with MiniLM on 2 CPU cores, 1 minute with tiny."""
+    """Sizes that fit the time budget: about 6-7 minutes with MiniLM on 2 CPU cores, 1 minute with tiny."""
     warmup_events: int
     rate: float  # live events per second while cycles run
     cycles: int
