@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from freshrec.features import SIDE_COLUMNS, item_text, side_features, user_text
+from freshrec.movielens import POSITIVE_RATING, movie_items, read_movielens
 
 
 def movielens_stream(folder: Path, history_len: int) -> pd.DataFrame:
     """Ratings in time order with freshrec's model inputs, each strictly from earlier timestamps."""
-    ratings = pd.read_csv(folder / "ratings.csv").sort_values("timestamp", kind="stable").reset_index(drop=True)
-    movies = pd.read_csv(folder / "movies.csv").set_index("movieId")
-    ratings["label"] = (ratings["rating"] >= 4).astype(int)
+    movies, ratings = read_movielens(folder)  # the same checks and time order as the evaluation's load
+    ratings["label"] = (ratings["rating"] >= POSITIVE_RATING).astype(int)
 
     def counts_before(key: str) -> tuple[np.ndarray, np.ndarray]:
         # cumulative counts minus those of the same key in the same second: "strictly earlier", as in SQL
@@ -46,34 +46,21 @@ def movielens_stream(folder: Path, history_len: int) -> pd.DataFrame:
     item_n, item_pos = counts_before("movieId")
     for column, values in side_features(user_n, user_pos, item_n, item_pos).items():
         ratings[column] = values
-    genres = movies["genres"].fillna("")
-    texts = {i: item_text(t, g.split("|")[0], g.replace("|", ", ")) for i, t, g in
-             zip(movies.index, movies["title"], genres)}
+    catalogue = movie_items(movies)
+    texts = {i: item_text(t, c, d) for i, t, c, d in zip(catalogue["ids"], catalogue["titles"],
+                                                         catalogue["categories"], catalogue["descriptions"])}
+    titles = dict(zip(catalogue["ids"], catalogue["titles"]))
     ratings["item_text"] = ratings["movieId"].map(texts)
-    liked: dict[int, list[tuple[int, str]]] = {}
+    liked: dict[int, list[tuple[str, int]]] = {}
     users = []
     for u, i, label, ts in zip(ratings["userId"], ratings["movieId"], ratings["label"], ratings["timestamp"]):
         history = liked.setdefault(u, [])
         users.append(user_text([t for t, when in reversed(history) if when < ts][:history_len]))
         if label == 1:
-            history.append((movies.at[i, "title"], ts))
+            history.append((titles[i], ts))
             del history[:-4 * history_len]
     ratings["user_text"] = users
     return ratings
-
-
-def encode(model, tokenizer, texts: list[str], max_len: int):
-    import torch
-
-    from freshrec.training import TokenizedTexts
-
-    tokens = TokenizedTexts(tokenizer, texts, max_len)
-    out = []
-    with torch.no_grad():
-        for lo in range(0, len(tokens.unique), 128):
-            out.append(model.embed(*tokens.batch(np.arange(lo, min(len(tokens.unique), lo + 128)),
-                                                 torch.device("cpu"))))
-    return torch.cat(out)[torch.as_tensor(tokens.index)]
 
 
 def run(args) -> list[dict]:
@@ -83,6 +70,7 @@ def run(args) -> list[dict]:
     from freshrec.metrics import evaluate
     from freshrec.model import build_model, load_tokenizer, new_model_config
     from freshrec.registry import PublishPolicy, decide
+    from freshrec.training import embed_texts
 
     stream = movielens_stream(Path(args.movielens), args.history_len)
     window = stream.iloc[-(args.warmup_rows + args.score_cycles * args.cycle_rows + args.replay_pool):]
@@ -93,8 +81,9 @@ def run(args) -> list[dict]:
     base = build_model(config).eval()
     print(f"encoding {window['user_text'].nunique()} user and {window['item_text'].nunique()} item texts...",
           file=sys.stderr)
-    users = encode(base, tokenizer, window["user_text"].tolist(), config.max_user_tokens)
-    items = encode(base, tokenizer, window["item_text"].tolist(), config.max_item_tokens)
+    cpu = torch.device("cpu")
+    users = torch.as_tensor(embed_texts(base, tokenizer, window["user_text"].tolist(), config.max_user_tokens, cpu))
+    items = torch.as_tensor(embed_texts(base, tokenizer, window["item_text"].tolist(), config.max_item_tokens, cpu))
     side = torch.as_tensor(window[SIDE_COLUMNS].to_numpy(np.float32))
     labels = torch.as_tensor(window["label"].to_numpy(np.float32))
     head_names = [n for n, _ in base.named_parameters() if not n.startswith("encoder.")]
@@ -140,7 +129,8 @@ def run(args) -> list[dict]:
                 n_train = int(len(rows) * 0.8)
                 fresh = np.concatenate([backlog, rows[:n_train]])
                 rng = np.random.default_rng(1000 * seed + k)
-                older = rng.choice(rows[0], min(rows[0], int(len(fresh) * replay)), replace=False)
+                n_older = rows[0]  # rows before this cycle in the window: the replay pool
+                older = rng.choice(n_older, min(n_older, int(len(fresh) * replay)), replace=False)
                 candidate = copy.deepcopy(champion)
                 fit(candidate, np.concatenate([fresh, older]), 1000 * seed + k)
                 held = rows[n_train:]

@@ -58,19 +58,11 @@ class Scorer:
         self._lock = threading.Lock()
 
     def _embed(self, texts: list[str], max_len: int) -> np.ndarray:
-        import torch
+        from freshrec.training import embed_texts
 
-        from freshrec.training import TokenizedTexts
-
-        device = next(self.model.parameters()).device
-        tokens = TokenizedTexts(self.tokenizer, texts, max_len)
-        out = []
-        with torch.no_grad():
-            for lo in range(0, len(tokens.unique), 256):
-                positions = np.arange(lo, min(len(tokens.unique), lo + 256))
-                out.append(self.model.embed(*tokens.batch(positions, device)).float().cpu().numpy())
-        unique = np.concatenate(out) if out else np.zeros((0, self.config.hidden_size), dtype=np.float32)
-        return unique[tokens.index]
+        if not texts:
+            return np.zeros((0, self.config.hidden_size), dtype=np.float32)
+        return embed_texts(self.model, self.tokenizer, texts, max_len, next(self.model.parameters()).device)
 
     def item_embeddings(self, items: pd.DataFrame) -> np.ndarray:
         with self._lock:

@@ -181,6 +181,19 @@ class TokenizedTexts:
         return ids, mask
 
 
+def embed_texts(model, tokenizer, texts: list[str], max_len: int, device, batch_size: int = 256) -> np.ndarray:
+    """The model's embedding of each text (every distinct text encoded once), as a numpy array."""
+    import torch
+
+    tokens = TokenizedTexts(tokenizer, texts, max_len)
+    out = []
+    with torch.no_grad():
+        for lo in range(0, len(tokens.unique), batch_size):
+            positions = np.arange(lo, min(len(tokens.unique), lo + batch_size))
+            out.append(model.embed(*tokens.batch(positions, device)).float().cpu().numpy())
+    return np.concatenate(out)[tokens.index]
+
+
 def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.ndarray, device,
                  side: np.ndarray | None = None):
     """Logits for the example rows, encoding each distinct user and item text of the batch once."""
