@@ -1,8 +1,8 @@
 """Why did fine-tuning not beat the frozen model on MovieLens? A fast sweep of the update recipe.
 
-    python -m bench.replay_sweep --movielens ../shared/data/ml-latest-small [--replay 0.5 2 4] [--seeds 0 1 2 3]
+    python -m bench.replay_sweep --movielens ../shared/data/ml-latest-small [--id-buckets 0 32768] [--replay 2 4]
 
-The full evaluation (bench.evaluate) fine-tunes MiniLM with LoRA every cycle: 25 minutes per configuration on
+The full evaluation (bench.evaluate) fine-tunes MiniLM with LoRA every cycle: over an hour per configuration on
 2 cores. This sweep keeps the encoder frozen, encodes every user and item text once (same texts, same
 point-in-time like-rates as freshrec.features, computed with pandas), and then replays freshrec's update
 recipe on freshrec's own scoring head (CtrModel.score_pairs) and its own publish rule (registry.decide):
@@ -11,14 +11,16 @@ held-out slice, train a warm-started candidate on the previous slice + the rest 
 drawn uniformly from all older rows, publish if the rule passes. MovieLens cycles flag drift almost every
 time, so the rule runs in its drift mode (the candidate must beat the champion on AUC and log loss).
 
-Prints pooled prequential AUC of the frozen first champion and of the updated champion for each replay ratio
-and seed; ~1 minute per configuration after a one-off ~8 minute encoding pass.
+Prints pooled prequential AUC and NDCG@10 of the frozen first champion and of the updated champion for each
+item-id table size (0: no id term), replay ratio and seed; well under a minute per configuration after a
+one-off ~10 minute encoding pass.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import sys
 from pathlib import Path
 
@@ -51,15 +53,18 @@ def movielens_stream(folder: Path, history_len: int) -> pd.DataFrame:
                                                          catalogue["categories"], catalogue["descriptions"])}
     titles = dict(zip(catalogue["ids"], catalogue["titles"]))
     ratings["item_text"] = ratings["movieId"].map(texts)
-    liked: dict[int, list[tuple[str, int]]] = {}
-    users = []
+    liked: dict[int, list[tuple[int, int]]] = {}
+    users, histories = [], []
     for u, i, label, ts in zip(ratings["userId"], ratings["movieId"], ratings["label"], ratings["timestamp"]):
         history = liked.setdefault(u, [])
-        users.append(user_text([t for t, when in reversed(history) if when < ts][:history_len]))
+        recent = [item for item, when in reversed(history) if when < ts][:history_len]
+        users.append(user_text([titles[item] for item in recent]))
+        histories.append(recent)
         if label == 1:
-            history.append((titles[i], ts))
+            history.append((i, ts))
             del history[:-4 * history_len]
     ratings["user_text"] = users
+    ratings["history_item_ids"] = histories
     return ratings
 
 
@@ -68,38 +73,39 @@ def run(args) -> list[dict]:
 
     from freshrec.drift import DriftResult
     from freshrec.metrics import evaluate
-    from freshrec.model import build_model, load_tokenizer, new_model_config
+    from freshrec.model import build_model, id_inputs, load_tokenizer, new_model_config
     from freshrec.registry import PublishPolicy, decide
-    from freshrec.training import embed_texts
+    from freshrec.training import embed_texts, param_groups
 
     stream = movielens_stream(Path(args.movielens), args.history_len)
     window = stream.iloc[-(args.warmup_rows + args.score_cycles * args.cycle_rows + args.replay_pool):]
     window = window.reset_index(drop=True)
-    config = new_model_config(args.model, "lora", max_item_tokens=48, max_user_tokens=96,
-                              history_len=args.history_len, seed=0)
+
+    def model_config(id_buckets: int):
+        return new_model_config(args.model, "lora", max_item_tokens=48, max_user_tokens=96,
+                                history_len=args.history_len, seed=0, id_buckets=id_buckets)
+
     tokenizer = load_tokenizer(args.model)
-    base = build_model(config).eval()
+    encoder_only = build_model(model_config(0)).eval()
     print(f"encoding {window['user_text'].nunique()} user and {window['item_text'].nunique()} item texts...",
           file=sys.stderr)
     cpu = torch.device("cpu")
-    users = torch.as_tensor(embed_texts(base, tokenizer, window["user_text"].tolist(), config.max_user_tokens, cpu))
-    items = torch.as_tensor(embed_texts(base, tokenizer, window["item_text"].tolist(), config.max_item_tokens, cpu))
+    users = torch.as_tensor(embed_texts(encoder_only, tokenizer, window["user_text"].tolist(), 96, cpu))
+    items = torch.as_tensor(embed_texts(encoder_only, tokenizer, window["item_text"].tolist(), 48, cpu))
     side = torch.as_tensor(window[SIDE_COLUMNS].to_numpy(np.float32))
     labels = torch.as_tensor(window["label"].to_numpy(np.float32))
-    head_names = [n for n, _ in base.named_parameters() if not n.startswith("encoder.")]
     drifted = DriftResult(status="measured", dataset_drift=True)
     policy = PublishPolicy()
 
-    def logits(model, rows):
-        return model.score_pairs(users[rows], items[rows], side[rows])
-
-    def scores(model, rows):
-        with torch.no_grad():
-            return torch.sigmoid(logits(model, rows)).numpy()
+    def logits(model, rows):  # the head alone, on the precomputed text embeddings
+        ids = model.sweep_ids
+        return model.score_pairs(users[rows], items[rows], side[rows],
+                                 None if ids is None else (ids[0][rows], ids[1][rows]))
 
     def fit(model, rows, seed):
-        params = [p for n, p in model.named_parameters() if n in head_names]
-        optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+        # freshrec's optimizer setup (the id table's own rate); the encoder is frozen here, so it gets no grads
+        optimizer = torch.optim.AdamW(param_groups(model, args.lr))
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         order = np.random.default_rng(seed).permutation(rows)
         for lo in range(0, len(order), 32):  # one epoch, batch 32, as bench.evaluate runs freshrec
             batch = order[lo:lo + 32]
@@ -109,49 +115,57 @@ def run(args) -> list[dict]:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
 
+    def scores(model, rows):
+        with torch.no_grad():
+            return torch.sigmoid(logits(model, rows)).numpy()
+
     first_scored = len(window) - args.score_cycles * args.cycle_rows
     cold = np.arange(first_scored - args.warmup_rows, first_scored)
+    y = window["label"].to_numpy()[first_scored:]
+    u = window["userId"].to_numpy()[first_scored:]
     results = []
-    for replay in args.replay:
-        for seed in args.seeds:
-            torch.manual_seed(seed)
-            champion = copy.deepcopy(base)
-            n_train = int(len(cold) * 0.8)
-            fit(champion, cold[:n_train], seed)
-            frozen, backlog = copy.deepcopy(champion), cold[n_train:]
-            pooled = {"frozen": [], "freshrec": []}
-            published = []
-            for k in range(args.score_cycles):
-                rows = np.arange(first_scored + k * args.cycle_rows, first_scored + (k + 1) * args.cycle_rows)
-                champion_scores = scores(champion, rows)
-                pooled["frozen"].append(scores(frozen, rows))
-                pooled["freshrec"].append(champion_scores)
-                n_train = int(len(rows) * 0.8)
-                fresh = np.concatenate([backlog, rows[:n_train]])
-                rng = np.random.default_rng(1000 * seed + k)
-                n_older = rows[0]  # rows before this cycle in the window: the replay pool
-                older = rng.choice(n_older, min(n_older, int(len(fresh) * replay)), replace=False)
-                candidate = copy.deepcopy(champion)
-                fit(candidate, np.concatenate([fresh, older]), 1000 * seed + k)
-                held = rows[n_train:]
-                metrics = {"candidate": evaluate(window["userId"].iloc[held], labels[held].numpy(),
-                                                 scores(candidate, held)),
-                           "champion": evaluate(window["userId"].iloc[held], labels[held].numpy(),
-                                                champion_scores[n_train:])}
-                verdict = decide(batch_accepted=True, reject_reason=None, trained=True, skip_reason=None,
-                                 metrics=metrics, has_champion=True, drift=drifted, policy=policy)
-                if verdict.publish:
-                    champion = candidate
-                published.append(int(verdict.publish))
-                backlog = held
-            y = window["label"].to_numpy()[first_scored:]
-            u = window["userId"].to_numpy()[first_scored:]
-            row = {"replay": replay, "seed": seed, "published": "".join(map(str, published))}
-            for name, parts in pooled.items():
-                row[name] = round(evaluate(u, y, np.concatenate(parts))["auc"], 4)
-            row["difference"] = round(row["freshrec"] - row["frozen"], 4)
-            print(row, file=sys.stderr)
-            results.append(row)
+    for id_buckets, replay, seed in itertools.product(args.id_buckets, args.replay, args.seeds):
+        config = model_config(id_buckets)
+        base = build_model(config).eval()
+        base.sweep_ids = id_inputs(config, window["movieId"].to_numpy(), window["history_item_ids"].tolist())
+        torch.manual_seed(seed)
+        champion = copy.deepcopy(base)
+        n_train = int(len(cold) * 0.8)
+        fit(champion, cold[:n_train], seed)
+        frozen, backlog = copy.deepcopy(champion), cold[n_train:]
+        pooled = {"frozen": [], "freshrec": []}
+        published = []
+        for k in range(args.score_cycles):
+            rows = np.arange(first_scored + k * args.cycle_rows, first_scored + (k + 1) * args.cycle_rows)
+            champion_scores = scores(champion, rows)
+            pooled["frozen"].append(scores(frozen, rows))
+            pooled["freshrec"].append(champion_scores)
+            n_train = int(len(rows) * 0.8)
+            fresh = np.concatenate([backlog, rows[:n_train]])
+            rng = np.random.default_rng(1000 * seed + k)
+            n_older = rows[0]  # rows before this cycle in the window: the replay pool
+            older = rng.choice(n_older, min(n_older, int(len(fresh) * replay)), replace=False)
+            candidate = copy.deepcopy(champion)
+            fit(candidate, np.concatenate([fresh, older]), 1000 * seed + k)
+            held = rows[n_train:]
+            metrics = {"candidate": evaluate(window["userId"].iloc[held], labels[held].numpy(),
+                                             scores(candidate, held)),
+                       "champion": evaluate(window["userId"].iloc[held], labels[held].numpy(),
+                                            champion_scores[n_train:])}
+            verdict = decide(batch_accepted=True, reject_reason=None, trained=True, skip_reason=None,
+                             metrics=metrics, has_champion=True, drift=drifted, policy=policy)
+            if verdict.publish:
+                champion = candidate
+            published.append(int(verdict.publish))
+            backlog = held
+        row = {"id_buckets": id_buckets, "replay": replay, "seed": seed, "published": "".join(map(str, published))}
+        for name, parts in pooled.items():
+            m = evaluate(u, y, np.concatenate(parts))
+            row[f"{name}_auc"], row[f"{name}_ndcg"] = round(m["auc"], 4), round(m["ndcg_at_10"], 4)
+        row["auc_difference"] = round(row["freshrec_auc"] - row["frozen_auc"], 4)
+        row["ndcg_difference"] = round(row["freshrec_ndcg"] - row["frozen_ndcg"], 4)
+        print(row, file=sys.stderr)
+        results.append(row)
     return results
 
 
@@ -159,8 +173,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--movielens", required=True, help="folder of ml-latest-small")
     parser.add_argument("--model", default="minilm")
-    parser.add_argument("--replay", type=float, nargs="+", default=[0.5, 2.0, 4.0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    parser.add_argument("--replay", type=float, nargs="+", default=[2.0])
+    parser.add_argument("--id-buckets", type=int, nargs="+", default=[0, 32_768],
+                        help="item-id table sizes to compare (0: text and like-rates only)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--cycle-rows", type=int, default=1000)
     parser.add_argument("--score-cycles", type=int, default=10)
     parser.add_argument("--warmup-rows", type=int, default=3000)
@@ -170,7 +186,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     results = run(args)
     table = pd.DataFrame(results)
-    summary = table.groupby("replay")[["frozen", "freshrec", "difference"]].mean().round(4)
+    summary = table.groupby(["id_buckets", "replay"])[["frozen_auc", "freshrec_auc", "auc_difference", "frozen_ndcg",
+                                                     "freshrec_ndcg", "ndcg_difference"]].mean().round(4)
     print(table.to_string(index=False))
     print("\nmean over seeds:\n" + summary.to_string())
     return results

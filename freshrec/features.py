@@ -32,7 +32,8 @@ def fetch_items(engine: Engine, item_ids: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "title", "description", "category"]).set_index("id")
 
 
-def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int) -> dict[int, list[str]]:
+def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int) -> dict[int, tuple[list[str], list[int]]]:
+    """Per row id: the titles and ids of the user's most recent liked items before the row's time."""
     if history_len <= 0 or frame.empty:
         return {}
     params = {
@@ -42,7 +43,8 @@ def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int) -> di
         "history_len": history_len,
     }
     with engine.connect() as conn:
-        return {int(r.row_id): list(r.titles) for r in conn.execute(query("user_histories"), params)}
+        return {int(r.row_id): (list(r.titles), [int(i) for i in r.item_ids])
+                for r in conn.execute(query("user_histories"), params)}
 
 
 ACTIVITY_WINDOW = pd.Timedelta(days=7)
@@ -78,10 +80,11 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.DataFrame:
-    """One example per clean row: user_text, item_text, label, plus the columns drift looks at."""
+    """One example per clean row: user_text, item_text, the ids of the user's recent liked items, label, plus
+    the columns drift looks at."""
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
-                                     "event_type", "dwell_ms", "category", "hour", "item_text_len",
+                                     "history_item_ids", "event_type", "dwell_ms", "category", "hour", "item_text_len",
                                      "item_popularity_bucket", "user_activity_bucket", *SIDE_COLUMNS])
     items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
     histories = fetch_histories(engine, clean, history_len)
@@ -98,7 +101,8 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.
     out["category"] = meta["category"].fillna("").to_numpy()
     out["item_text"] = [item_text(t, c, d) for t, c, d in
                         zip(meta["title"].fillna(""), meta["category"].fillna(""), meta["description"].fillna(""))]
-    out["user_text"] = [user_text(histories.get(i, [])) for i in out["id"]]
+    out["user_text"] = [user_text(histories.get(i, ([], []))[0]) for i in out["id"]]
+    out["history_item_ids"] = [histories.get(i, ([], []))[1] for i in out["id"]]
     out["hour"] = pd.to_datetime(out["occurred_at"], utc=True).dt.hour.astype("int64")
     out["item_text_len"] = out["item_text"].str.len().astype("int64")
     until = pd.Timestamp(out["occurred_at"].max())

@@ -2,7 +2,10 @@
 
 The item side is the item's text; the user side is the text of the user's recent positive items. Both
 are mean-pooled and normalised; the head reads [user, item, user*item] and returns a logit for
-P(engage | user, item). By default the encoder is adapted with LoRA (peft) and the head is trained fully.
+P(engage | user, item). Beside the text, the model learns an embedding per item id (id modulo the table size):
+the user is the mean of their recent liked items' embeddings and the pair adds their dot product, the
+collaborative signal that text cannot carry and that only fresh training keeps current. By default the encoder
+is adapted with LoRA (peft); the head and the id table are trained fully.
 
 Artifacts are one safetensors file (never pickle) whose header carries the JSON config, so a version's
 bytes describe themselves. With LoRA on a base that loads from disk (MiniLM, a local folder), only the
@@ -107,6 +110,8 @@ class ModelConfig:
     lora: dict | None = None
     extra: dict | None = None  # learning-rate state and other per-version training state
     side_features: bool = False  # user/item like-rates and counts beside the text (False: versions made before)
+    id_buckets: int = 0  # rows of the item-id embedding table (0: no id term, versions made before)
+    id_dim: int = 0
 
     def to_json(self) -> dict:
         return {"format": ARTIFACT_FORMAT, **self.__dict__}
@@ -118,6 +123,30 @@ class ModelConfig:
 
 
 SIDE_DIM = 4  # user like-rate, item like-rate, log1p(user count), log1p(item count): see features.SIDE_COLUMNS
+ID_DIM = 32
+ID_INIT_STD = 0.05  # small but not zero: a dot product of two zero vectors has no gradient
+
+
+def id_inputs(config: ModelConfig, item_ids, histories) -> tuple:
+    """Bucket indices (id modulo the table size) for the items (n,) and the users' liked-item histories
+    (n, history_len), padded with the table's padding row; None for a model without the id term."""
+    import numpy as np
+    import torch
+
+    if not config.id_buckets:
+        return None
+    pad = config.id_buckets
+
+    def buckets(ids) -> np.ndarray:  # a negative id (unknown) maps to the padding row: no id term
+        ids = np.asarray(ids, dtype=np.int64)
+        return np.where(ids < 0, pad, ids % config.id_buckets)
+
+    items = torch.as_tensor(buckets(item_ids))
+    history = torch.full((len(items), max(1, config.history_len)), pad, dtype=torch.long)
+    for row, ids in enumerate(histories):
+        ids = buckets(list(ids) if ids is not None else [])[: history.shape[1]]
+        history[row, : len(ids)] = torch.as_tensor(ids)
+    return items, history
 
 
 def _ctr_model_class():
@@ -128,9 +157,10 @@ def _ctr_model_class():
         """Deep part: an MLP over [user, item, user*item] text embeddings (and the side features).
         Wide part (with side features): a linear term over logit(user rate), logit(item rate) and the log
         counts. It starts as logit(user rate) + logit(item rate), the like-rate baseline, and learns from there;
-        the text tells it where a user's taste departs from their average."""
+        the text tells it where a user's taste departs from their average.
+        Id term (with id_buckets): dot(mean of the user's liked items' embeddings, the item's embedding)."""
 
-        def __init__(self, encoder, hidden_size: int, side_dim: int = 0):
+        def __init__(self, encoder, hidden_size: int, side_dim: int = 0, id_buckets: int = 0, id_dim: int = 0):
             super().__init__()
             self.encoder = encoder
             self.side_dim = side_dim
@@ -149,6 +179,12 @@ def _ctr_model_class():
                     # training teaches the text only where it beats that prior.
                     self.head[-1].weight.zero_()
                     self.head[-1].bias.zero_()
+            self.id_buckets = id_buckets
+            if id_buckets:
+                self.item_ids = nn.Embedding(id_buckets + 1, id_dim, padding_idx=id_buckets)
+                nn.init.normal_(self.item_ids.weight, std=ID_INIT_STD)
+                with torch.no_grad():
+                    self.item_ids.weight[id_buckets].zero_()
 
         def side_inputs(self, side):
             rates = side[:, :2].clamp(1e-4, 1 - 1e-4)
@@ -160,12 +196,22 @@ def _ctr_model_class():
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             return torch.nn.functional.normalize(pooled.float(), dim=-1)
 
-        def score_pairs(self, user_emb, item_emb, side=None):
+        def id_term(self, ids):
+            items, history = ids
+            liked = self.item_ids(history)
+            count = (history != self.id_buckets).sum(-1, keepdim=True).clamp(min=1)
+            return ((liked.sum(1) / count) * self.item_ids(items)).sum(-1)
+
+        def score_pairs(self, user_emb, item_emb, side=None, ids=None):
             deep = self.norm(torch.cat([user_emb, item_emb, user_emb * item_emb], dim=-1))
             if not self.side_dim:
-                return self.head(deep).squeeze(-1)
-            extra = self.side_inputs(side.float())
-            return (self.head(torch.cat([deep, extra], dim=-1)) + self.wide(extra)).squeeze(-1)
+                logits = self.head(deep).squeeze(-1)
+            else:
+                extra = self.side_inputs(side.float())
+                logits = (self.head(torch.cat([deep, extra], dim=-1)) + self.wide(extra)).squeeze(-1)
+            if self.id_buckets and ids is not None:
+                logits = logits + self.id_term(ids)
+            return logits
 
     return CtrModel
 
@@ -184,11 +230,12 @@ def build_model(config: ModelConfig):
     elif config.train_mode != "full":
         raise ModelError(f"Training mode {config.train_mode!r} is unknown: set FRESHREC_TRAIN_MODE to lora or full.")
     torch.manual_seed(config.seed + 1)
-    return _ctr_model_class()(encoder, config.hidden_size, SIDE_DIM if config.side_features else 0)
+    return _ctr_model_class()(encoder, config.hidden_size, SIDE_DIM if config.side_features else 0,
+                              config.id_buckets, config.id_dim)
 
 
 def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, max_user_tokens: int,
-                     history_len: int, seed: int) -> ModelConfig:
+                     history_len: int, seed: int, id_buckets: int = 0) -> ModelConfig:
     _offline()
     if base_model == TINY:
         hidden = TINY_CONFIG["hidden_size"]
@@ -197,7 +244,8 @@ def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, 
         hidden = int(cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("dim"))
     return ModelConfig(base_model=base_model, train_mode=train_mode, hidden_size=hidden,
                        max_item_tokens=max_item_tokens, max_user_tokens=max_user_tokens,
-                       history_len=history_len, seed=seed, side_features=True)
+                       history_len=history_len, seed=seed, side_features=True, id_buckets=id_buckets,
+                       id_dim=ID_DIM if id_buckets else 0)
 
 
 # --- artifacts -------------------------------------------------------------------------------------

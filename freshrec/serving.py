@@ -74,17 +74,21 @@ class Scorer:
                     self._item_cache[int(item_id)] = emb
             return np.stack([self._item_cache[int(i)] for i in items["id"]])
 
-    def score(self, history_titles: list[str], items: pd.DataFrame, side: np.ndarray | None = None) -> np.ndarray:
-        """P(engage) of the user (given by their recent liked titles) for each item; side: one row of
-        features.SIDE_COLUMNS per item (for versions trained with them)."""
+    def score(self, history_titles: list[str], items: pd.DataFrame, side: np.ndarray | None = None,
+              history_item_ids: list[int] | None = None) -> np.ndarray:
+        """P(engage) of the user (given by their recent liked items' titles and ids) for each item; side: one
+        row of features.SIDE_COLUMNS per item (for versions trained with them)."""
         import torch
+
+        from freshrec.model import id_inputs
 
         user = self._embed([user_text(history_titles)], self.config.max_user_tokens)
         item = self.item_embeddings(items)
+        ids = id_inputs(self.config, items["id"].to_numpy(dtype=np.int64), [history_item_ids or []] * len(items))
         with torch.no_grad():
             u = torch.as_tensor(np.repeat(user, len(item), axis=0))
             extra = torch.as_tensor(side, dtype=torch.float32) if self.config.side_features else None
-            logits = self.model.score_pairs(u, torch.as_tensor(item), extra)
+            logits = self.model.score_pairs(u, torch.as_tensor(item), extra, ids)
             return torch.sigmoid(logits.float()).numpy()
 
 
@@ -110,8 +114,8 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
                top: int = 10, max_candidates: int = 20_000) -> list[dict]:
     """The user's best items by the scorer: from item_ids, or from the catalogue (newest max_candidates)."""
     with engine.connect() as conn:
-        titles = conn.execute(query("user_recent_likes"), {"user_id": user_id,
-                                                           "history_len": scorer.config.history_len}).scalars().all()
+        liked = conn.execute(query("user_recent_likes"), {"user_id": user_id,
+                                                          "history_len": scorer.config.history_len}).all()
         if item_ids:
             items = pd.DataFrame(conn.execute(query("items_by_id"), {"ids": item_ids}).all(),
                                  columns=["id", "title", "description", "category"])
@@ -131,7 +135,9 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
     side = side_features([user_n] * len(items), [user_pos] * len(items),
                          [by_item[int(i)].item_n if int(i) in by_item else 0 for i in items["id"]],
                          [by_item[int(i)].item_pos if int(i) in by_item else 0 for i in items["id"]])
-    scores = scorer.score(list(titles), items, np.column_stack([side[c] for c in SIDE_COLUMNS]).astype(np.float32))
+    scores = scorer.score([r.title for r in liked], items,
+                          np.column_stack([side[c] for c in SIDE_COLUMNS]).astype(np.float32),
+                          [int(r.item_id) for r in liked])
     order = np.argsort(-scores, kind="stable")[:top]
     return [{"item_id": int(items["id"].iloc[i]), "title": items["title"].iloc[i], "score": float(scores[i])}
             for i in order]

@@ -69,7 +69,10 @@ class Settings(BaseSettings):
     max_train_steps: int = Field(200, gt=0)
     max_train_seconds: float = Field(120.0, gt=0)
     epochs: int = Field(2, gt=0)
-    history_len: int = Field(5, ge=0, description="Recent positive items that make up the user text.")
+    history_len: int = Field(5, ge=0, description="Recent positive items that make up the user text (and the "
+                             "user side of the item-id term).")
+    id_buckets: int = Field(32_768, ge=0, description="Rows of the item-id embedding table of new models "
+                            "(0: text and like-rates only). Item ids share a row beyond that many items.")
     max_item_tokens: int = Field(48, gt=4)
     max_user_tokens: int = Field(96, gt=4)
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 LR_SHRINK = 0.5  # after a candidate whose held-out loss rose above the champion's
 LR_RECOVER = 1.25  # after one that did not, back up towards the configured rate
 LR_FLOOR = 1 / 64  # never below this fraction of the configured rate
+ID_LR_MULTIPLIER = 10.0  # the item-id table's rate relative to the encoder's and head's
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class TrainConfig:
     history_len: int = 5
     max_item_tokens: int = 48
     max_user_tokens: int = 96
+    id_buckets: int = 32_768
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def embed_texts(model, tokenizer, texts: list[str], max_len: int, device, batch_
 
 
 def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.ndarray, device,
-                 side: np.ndarray | None = None):
+                 side: np.ndarray | None = None, ids: tuple | None = None):
     """Logits for the example rows, encoding each distinct user and item text of the batch once."""
     import torch
 
@@ -204,8 +206,12 @@ def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.n
     u = model.embed(*users.batch(u_pos, device))
     i = model.embed(*items.batch(i_pos, device))
     extra = torch.as_tensor(side[rows], device=device) if side is not None else None
+    picked = None
+    if ids is not None:
+        at = torch.as_tensor(rows)
+        picked = (ids[0][at].to(device), ids[1][at].to(device))
     return model.score_pairs(u[torch.as_tensor(u_inv, device=device)], i[torch.as_tensor(i_inv, device=device)],
-                             extra)
+                             extra, picked)
 
 
 def _texts(tokenizer, config: ModelConfig, examples: pd.DataFrame) -> tuple[TokenizedTexts, TokenizedTexts]:
@@ -217,6 +223,25 @@ def _side(config: ModelConfig, examples: pd.DataFrame) -> np.ndarray | None:
     from freshrec.features import SIDE_COLUMNS
 
     return examples[SIDE_COLUMNS].to_numpy(dtype=np.float32) if config.side_features else None
+
+
+def _ids(config: ModelConfig, examples: pd.DataFrame) -> tuple | None:
+    from freshrec.model import id_inputs
+
+    if not config.id_buckets:
+        return None
+    return id_inputs(config, examples["item_id"].to_numpy(dtype=np.int64), examples["history_item_ids"].tolist())
+
+
+def param_groups(model, lr: float) -> list[dict]:
+    """The id table learns faster and without weight decay: each step touches a few rows of it, and decoupled
+    decay would shrink every item the batch does not contain."""
+    table = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("item_ids.")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("item_ids.")]
+    groups = [{"params": rest, "lr": lr, "weight_decay": 0.01}]
+    if table:
+        groups.append({"params": table, "lr": lr * ID_LR_MULTIPLIER, "weight_decay": 0.0})
+    return groups
 
 
 # --- scoring and training -------------------------------------------------------------------------------------
@@ -233,11 +258,12 @@ def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, devic
     model.to(device).eval()
     users, items = _texts(tokenizer, config, examples)
     side = _side(config, examples)
+    ids = _ids(config, examples)
     out = []
     with torch.no_grad(), _autocast(device):
         for lo in range(0, len(examples), batch_size):
             rows = np.arange(lo, min(len(examples), lo + batch_size))
-            logits = _pair_logits(model, users, items, rows, device, side)
+            logits = _pair_logits(model, users, items, rows, device, side, ids)
             out.append(torch.sigmoid(logits.float()).cpu().numpy())
     return np.concatenate(out)
 
@@ -251,7 +277,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     model.to(device).train()
     lr = learning_rate or cfg.learning_rate
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(param_groups(model, lr))
     loss_fn = torch.nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -263,6 +289,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     labels = torch.as_tensor(examples["label"].to_numpy(dtype=np.float32))
     users, items = _texts(tokenizer, config, examples)
     side = _side(config, examples)
+    ids = _ids(config, examples)
     stats = TrainStats(device=device.type, learning_rate=lr)
     started = time.perf_counter()
     last_report = started
@@ -272,7 +299,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
         for lo in range(0, n, batch_size):
             rows = order[lo:lo + batch_size]
             with _autocast(device):
-                logits = _pair_logits(model, users, items, rows, device, side)
+                logits = _pair_logits(model, users, items, rows, device, side, ids)
             loss = loss_fn(logits.float(), labels[rows].to(device, non_blocking=True))
             (loss / accum).backward()
             micro += 1
@@ -347,14 +374,18 @@ def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int) ->
 
     with engine.connect() as conn:
         probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(),
-                             columns=["user_text", "item_text", *SIDE_COLUMNS])
+                             columns=["user_text", "item_text", *SIDE_COLUMNS, "item_id", "history_item_ids"])
+    # older probe sets have no ids: the padding row, so those pairs score without the id term
+    probe["item_id"] = probe["item_id"].fillna(-1).astype("int64")
     if probe.empty and len(examples):
         sample = examples.sample(n=min(size, len(examples)), random_state=seed)
         with engine.begin() as conn:
             conn.execute(query("probe_set_create"), {
                 "user_texts": sample["user_text"].tolist(), "item_texts": sample["item_text"].tolist(),
                 "user_rates": sample["user_rate"].tolist(), "item_rates": sample["item_rate"].tolist(),
-                "user_log_ns": sample["user_log_n"].tolist(), "item_log_ns": sample["item_log_n"].tolist()})
+                "user_log_ns": sample["user_log_n"].tolist(), "item_log_ns": sample["item_log_n"].tolist(),
+                "item_ids": sample["item_id"].astype("int64").tolist(),
+                "histories": [",".join(str(int(i)) for i in h) for h in sample["history_item_ids"]]})
         return probe_pairs(engine, examples.iloc[0:0], size, seed)
     return probe
 
@@ -412,7 +443,8 @@ def run_update(
         candidate, config = load_artifact(champion.artifact)  # warm start: a second copy of the champion
     else:
         config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
-                                  max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=cfg.seed)
+                                  max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=cfg.seed,
+                                  id_buckets=cfg.id_buckets)
         candidate = build_model(config)
     stats = train(candidate, tokenizer, config, train_set, cfg, progress, learning_rate=lr_state.lr)
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "

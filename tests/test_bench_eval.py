@@ -28,6 +28,7 @@ def test_sweep_inputs_only_see_strictly_earlier_events(tmp_path):
     # the two ratings in the same second see neither each other's label nor each other's title
     assert s["user_text"].tolist()[:2] == [NO_HISTORY, NO_HISTORY]
     assert s["user_text"].iloc[2] == "liked: B (1991); A (1990)"  # most recent first
+    assert s["history_item_ids"].tolist() == [[], [], [2, 1], []]  # the same items, as ids for the id term
     assert s["user_log_n"].round(4).tolist()[:3] == [0, 0, round(np.log1p(2), 4)]
     assert s["item_log_n"].iloc[3] == np.log1p(1)  # item 1 was rated once before user 8
     assert s["item_text"].iloc[1] == "B (1991) | Comedy, Drama"  # as freshrec.features.item_text builds it

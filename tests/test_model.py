@@ -1,4 +1,5 @@
-"""The model: artifacts round-trip exactly, tampering is refused, and a fine-tune learns a learnable pattern."""
+"""The model: artifacts round-trip exactly, tampering is refused, a fine-tune learns a learnable pattern, and the
+item-id term learns what the text cannot."""
 
 import hashlib
 
@@ -8,7 +9,8 @@ import pytest
 
 from freshrec.errors import ModelError
 from freshrec.metrics import binary_metrics
-from freshrec.model import build_model, load_artifact, load_tokenizer, new_model_config, read_artifact_config, save_artifact
+from freshrec.model import (build_model, id_inputs, load_artifact, load_tokenizer, new_model_config,
+                            read_artifact_config, save_artifact)
 from freshrec.training import TrainConfig, predict, train
 
 TOPICS = {"football": "sports", "guitar": "music", "recipe": "cooking", "laptop": "technology"}
@@ -74,3 +76,44 @@ def test_fine_tune_lowers_held_out_log_loss():
     assert stats.steps == 150
     assert after["logloss"] < before["logloss"] - 0.05
     assert after["auc"] > 0.75
+
+
+def same_text_examples(n: int, seed: int) -> pd.DataFrame:
+    """Two taste groups over items whose texts are all alike: only the item ids (the user's liked items and the
+    shown item) tell whether the user will like it."""
+    rng = np.random.default_rng(seed)
+    group_items = {0: np.arange(100, 110), 1: np.arange(200, 210)}
+    taste, shown_group = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    return pd.DataFrame({
+        "user_text": "liked: a film; a film", "item_text": "a film | drama",
+        "item_id": [int(rng.choice(group_items[g])) for g in shown_group],
+        "history_item_ids": [[int(i) for i in rng.choice(group_items[t], 2, replace=False)] for t in taste],
+        "label": (taste == shown_group).astype(int),
+        "user_rate": 0.5, "item_rate": 0.5, "user_log_n": 0.0, "item_log_n": 0.0,
+    })
+
+
+@pytest.mark.parametrize("id_buckets", [64, 0])
+def test_item_id_term_learns_what_the_text_cannot(id_buckets):
+    cfg = new_model_config("tiny", "lora", max_item_tokens=16, max_user_tokens=24, history_len=2, seed=0,
+                           id_buckets=id_buckets)
+    model = build_model(cfg)
+    tok = load_tokenizer("tiny")
+    train(model, tok, cfg, same_text_examples(800, 1),
+          TrainConfig(model="tiny", learning_rate=3e-3, max_steps=100, epochs=4))
+    held_out = same_text_examples(300, 2)
+    auc = binary_metrics(held_out["label"], predict(model, tok, cfg, held_out))["auc"]
+    if id_buckets:
+        assert auc > 0.9
+        again, cfg2 = load_artifact(save_artifact(model, cfg).data)
+        np.testing.assert_array_equal(predict(model, tok, cfg, held_out), predict(again, tok, cfg2, held_out))
+    else:  # identical texts and neutral rates: nothing to learn from
+        assert auc < 0.65
+
+
+def test_id_inputs_fold_ids_into_the_table_and_pad_unknowns():
+    cfg = new_model_config("tiny", "lora", max_item_tokens=8, max_user_tokens=8, history_len=3, seed=0, id_buckets=10)
+    items, history = id_inputs(cfg, [7, 23, -1], [[1, 12, 5, 9], [], None])
+    assert items.tolist() == [7, 3, 10]  # 23 shares row 3; -1 (an old probe pair) gets the zero padding row
+    assert history.tolist() == [[1, 2, 5], [10, 10, 10], [10, 10, 10]]  # most recent history_len, padded
+    assert id_inputs(config("lora"), [1], [[2]]) is None  # a version without the id term

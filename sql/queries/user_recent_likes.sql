@@ -1,5 +1,5 @@
--- Titles of the user's most recent positive items (not quarantined), most recent first: the user text.
-SELECT it.title
+-- The user's most recent positive items (not quarantined), most recent first: the user text and history ids.
+SELECT x.item_id, it.title
 FROM interactions x
 JOIN items it ON it.id = x.item_id
 WHERE x.user_id = :user_id AND x.label = 1
