@@ -71,8 +71,9 @@ class Settings(BaseSettings):
     epochs: int = Field(2, gt=0)
     history_len: int = Field(5, ge=0, description="Recent positive items that make up the user text (and the "
                              "user side of the item-id term).")
-    id_buckets: int = Field(32_768, ge=0, description="Rows of the item-id embedding table of new models "
-                            "(0: text and like-rates only). Item ids share a row beyond that many items.")
+    id_buckets: int = Field(0, ge=0, description="Rows of the item-id embedding table of new models, e.g. "
+                            "32768 (0, the default: text and like-rates only; see README, evaluation). Item ids "
+                            "equal modulo the table size share a row.")
     max_item_tokens: int = Field(48, gt=4)
     max_user_tokens: int = Field(96, gt=4)
 

@@ -55,7 +55,7 @@ class TrainConfig:
     history_len: int = 5
     max_item_tokens: int = 48
     max_user_tokens: int = 96
-    id_buckets: int = 32_768
+    id_buckets: int = 0
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,24 @@ def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine)
     assert _cycle()["train"]["learning_rate"] == pytest.approx(expected)
 
 
+def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harness, env, engine):
+    from freshrec.serving import load_scorer, rank_items
+
+    publish_everything(env)
+    env.setenv("FRESHREC_ID_BUCKETS", "64")
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=5))
+    assert _cycle()["decision"]["version"] == 1
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=6))
+    assert _cycle()["trained"]  # warm start from an id model, scored against the probe set's ids
+    with engine.connect() as conn:
+        configs = conn.execute(sa.text("SELECT config FROM model_versions ORDER BY version")).scalars().all()
+        probe_ids = conn.execute(sa.text("SELECT count(*) FROM probe_set WHERE item_id IS NOT NULL "
+                                         "AND cardinality(history_item_ids) > 0")).scalar_one()
+    assert [c["id_buckets"] for c in configs] == [64, 64] and probe_ids > 0
+    ranked = rank_items(engine, load_scorer(engine), user_id=1, top=3)
+    assert len(ranked) == 3 and ranked[0]["score"] >= ranked[-1]["score"]
+
+
 def test_models_load_without_the_network(monkeypatch):
     from freshrec.model import build_model, load_tokenizer, new_model_config
 
