@@ -2,10 +2,10 @@
 
 The item side is the item's text; the user side is the text of the user's recent positive items. Both
 are mean-pooled and normalised; the head reads [user, item, user*item] and returns a logit for
-P(engage | user, item). Beside the text, the model learns an embedding per item id (id modulo the table size):
-the user is the mean of their recent liked items' embeddings and the pair adds their dot product, the
-collaborative signal that text cannot carry and that only fresh training keeps current. By default the encoder
-is adapted with LoRA (peft); the head and the id table are trained fully.
+P(engage | user, item). Optionally (id_buckets > 0) the model also learns an embedding per item id (id modulo
+the table size): the user is the mean of their recent liked items' embeddings and the pair adds their dot
+product, the collaborative signal that text cannot carry. By default the encoder is adapted with LoRA (peft);
+the head and the id table are trained fully.
 
 Artifacts are one safetensors file (never pickle) whose header carries the JSON config, so a version's
 bytes describe themselves. With LoRA on a base that loads from disk (MiniLM, a local folder), only the

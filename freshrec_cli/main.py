@@ -13,10 +13,12 @@ from freshrec_cli.output import emit, progress, setup_logging
 from freshrec_cli.serving import DEPLOYMENT_NAME
 
 # Defaults for Prefect before it is imported anywhere: no telemetry (it also logs spurious 'database is
-# locked' errors from the temporary server), and freshrec's own loggers forwarded into Prefect's run logs.
+# locked' errors from the temporary server), freshrec's own loggers forwarded into Prefect's run logs, and more
+# than Prefect's 20 s for the temporary server to start (a busy 2-core machine missed that in a test run).
 for _key, _value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                      "PREFECT_LOGGING_EXTRA_LOGGERS": "freshrec",
-                     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}.items():
+                     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+                     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}.items():
     os.environ.setdefault(_key, _value)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
