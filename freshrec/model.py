@@ -129,7 +129,8 @@ ID_INIT_STD = 0.05  # small but not zero: a dot product of two zero vectors has 
 
 def id_inputs(config: ModelConfig, item_ids, histories) -> tuple:
     """Bucket indices (id modulo the table size) for the items (n,) and the users' liked-item histories
-    (n, history_len), padded with the table's padding row; None for a model without the id term."""
+    (n or 1 rows of history_len: one row is shared by every item), padded with the table's padding row; None for
+    a model without the id term."""
     import numpy as np
     import torch
 
@@ -142,7 +143,7 @@ def id_inputs(config: ModelConfig, item_ids, histories) -> tuple:
         return np.where(ids < 0, pad, ids % config.id_buckets)
 
     items = torch.as_tensor(buckets(item_ids))
-    history = torch.full((len(items), max(1, config.history_len)), pad, dtype=torch.long)
+    history = torch.full((len(histories), max(1, config.history_len)), pad, dtype=torch.long)
     for row, ids in enumerate(histories):
         ids = buckets(list(ids) if ids is not None else [])[: history.shape[1]]
         history[row, : len(ids)] = torch.as_tensor(ids)

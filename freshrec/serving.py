@@ -84,7 +84,8 @@ class Scorer:
 
         user = self._embed([user_text(history_titles)], self.config.max_user_tokens)
         item = self.item_embeddings(items)
-        ids = id_inputs(self.config, items["id"].to_numpy(dtype=np.int64), [history_item_ids or []] * len(items))
+        # one history row for the one user: the id term broadcasts it over the items
+        ids = id_inputs(self.config, items["id"].to_numpy(dtype=np.int64), [history_item_ids or []])
         with torch.no_grad():
             u = torch.as_tensor(np.repeat(user, len(item), axis=0))
             extra = torch.as_tensor(side, dtype=torch.float32) if self.config.side_features else None
