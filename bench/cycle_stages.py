@@ -49,14 +49,16 @@ def main(argv: list[str] | None = None) -> dict:
         wall = time.perf_counter() - started
         rows.append({"cycle": label, "rows": summary["rows_pulled"], "wall_s": round(wall, 2),
                      **{f"{k}_s": v for k, v in summary["stage_seconds"].items()},
-                     "train_examples_per_s": (summary.get("train") or {}).get("examples_per_s")})
+                     "train_examples_per_s": (summary.get("train") or {}).get("examples_per_s"),
+                     "train_rows": (summary.get("train") or {}).get("rows"),
+                     "train_stopped_by": (summary.get("train") or {}).get("stopped_by")})
     result = {"model": args.model, "train_mode": args.train_mode, "cycles": rows,
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     if args.json:
         print(json.dumps(result))
     else:
         keys = ["cycle", "rows", "wall_s", "pull_s", "validate_s", "train_s", "drift_s", "publish_s",
-                "train_examples_per_s"]
+                "train_examples_per_s", "train_rows", "train_stopped_by"]
         print(" | ".join(keys))
         for r in rows:
             print(" | ".join(str(r.get(k, "-")) for k in keys))

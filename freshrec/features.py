@@ -117,8 +117,41 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.
     return out
 
 
-def split_holdout(examples: pd.DataFrame, share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train on the older part, hold out the newest slice (by event time, ties by id)."""
+HOLDOUT_MODES = ("newest", "newest_per_user", "users")
+
+
+def split_holdout(examples: pd.DataFrame, share: float, mode: str = "newest",
+                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a batch into the rows a candidate trains on and the held-out rows the publish gate compares on.
+
+    newest:          the newest `share` of the batch by event time (ties by id).
+    newest_per_user: each user's newest `share` of their own rows: the gate sees most of the batch's users, not
+                     only whoever was active last (a MovieLens cycle's newest 200 rows are often one user's).
+    users:           whole users, drawn at random (seeded) up to `share` of the rows: the gate asks how the
+                     candidate does on users it has not trained on this cycle, as the next cycle's newcomers.
+    Both parts keep time order.
+    """
+    if mode not in HOLDOUT_MODES:
+        raise ValueError(f"unknown holdout mode {mode!r}: use one of {', '.join(HOLDOUT_MODES)}")
     ordered = examples.sort_values(["occurred_at", "id"], kind="stable").reset_index(drop=True)
-    n_hold = int(np.ceil(len(ordered) * share))
-    return ordered.iloc[: len(ordered) - n_hold].reset_index(drop=True), ordered.iloc[len(ordered) - n_hold:].reset_index(drop=True)
+    n = len(ordered)
+    if mode == "newest":
+        held = np.arange(n) >= n - int(np.ceil(n * share))
+    elif mode == "newest_per_user":
+        by_user = ordered.groupby("user_id", sort=False)
+        from_newest = (by_user.cumcount(ascending=False) + 0.5).to_numpy()
+        # a user's row is held out while it lies in their newest `share`; one-row users stay in training
+        held = from_newest / by_user["id"].transform("size").to_numpy() < share
+    else:
+        sizes = ordered["user_id"].value_counts(sort=False)
+        rng = np.random.default_rng([seed, int(ordered["id"].iloc[0]) if n else 0])  # a new draw per batch
+        users = sizes.index.to_numpy()[rng.permutation(len(sizes))]
+        picked, total = [], 0
+        for user in users:  # skip a user who would overshoot the share: a heavy user must not be the whole gate
+            if total + sizes[user] <= np.ceil(n * share):
+                picked.append(user)
+                total += sizes[user]
+        if not picked:  # one user fills the batch: nobody else to hold out
+            return split_holdout(examples, share, "newest_per_user")
+        held = ordered["user_id"].isin(picked).to_numpy()
+    return ordered[~held].reset_index(drop=True), ordered[held].reset_index(drop=True)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # --- training -----------------------------------------------------------------------------
     min_train_rows: int = Field(32, ge=1)
     holdout_share: float = Field(0.2, gt=0, lt=1)
+    holdout: Literal["newest", "newest_per_user", "users"] = Field(
+        "newest", description="Which rows of a batch the publish gate compares on (freshrec.features."
+        "split_holdout): the newest share, each user's newest share, or whole users.")
     replay_ratio: float = Field(2.0, ge=0, description="Replayed older rows per new training row, drawn uniformly "
                                 "from the whole history. Bursty streams (a few users per cycle) need a high "
                                 "ratio, or fine-tuning forgets everyone else: see README, evaluation.")

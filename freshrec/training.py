@@ -47,6 +47,7 @@ class TrainConfig:
     max_seconds: float = 120.0
     epochs: int = 2
     holdout_share: float = 0.2
+    holdout: str = "newest"
     min_train_rows: int = 32
     min_eval_rows: int = 30
     replay_ratio: float = 2.0
@@ -426,7 +427,7 @@ def run_update(
         return outcome
 
     timer = time.perf_counter()
-    train_part, holdout = split_holdout(examples, cfg.holdout_share)
+    train_part, holdout = split_holdout(examples, cfg.holdout_share, cfg.holdout, cfg.seed)
     backlog = training_backlog(engine, consumer, cfg.max_backlog_rows)
     waiting = build_examples(engine, backlog, cfg.history_len) if len(backlog) else pd.DataFrame()
     replay = pd.DataFrame()

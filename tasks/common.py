@@ -55,6 +55,7 @@ def train_config(settings: Settings) -> TrainConfig:
         grad_accum_steps=settings.grad_accum_steps, max_backlog_rows=settings.max_backlog_rows,
         max_steps=settings.max_train_steps,
         max_seconds=settings.max_train_seconds, epochs=settings.epochs, holdout_share=settings.holdout_share,
+        holdout=settings.holdout,
         min_train_rows=settings.min_train_rows, min_eval_rows=settings.min_eval_rows,
         replay_ratio=settings.replay_ratio, probe_size=settings.probe_size, history_len=settings.history_len,
         max_item_tokens=settings.max_item_tokens, max_user_tokens=settings.max_user_tokens,

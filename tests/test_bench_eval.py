@@ -32,3 +32,28 @@ def test_sweep_inputs_only_see_strictly_earlier_events(tmp_path):
     assert s["user_log_n"].round(4).tolist()[:3] == [0, 0, round(np.log1p(2), 4)]
     assert s["item_log_n"].iloc[3] == np.log1p(1)  # item 1 was rated once before user 8
     assert s["item_text"].iloc[1] == "B (1991) | Comedy, Drama"  # as freshrec.features.item_text builds it
+
+
+def test_sweep_runs_every_holdout_mode_and_scores_every_cycle(tmp_path):
+    from bench.replay_sweep import main
+
+    rng = np.random.default_rng(0)
+    n_movies, n = 40, 900
+    pd.DataFrame({"movieId": np.arange(1, n_movies + 1), "title": [f"Film {i} (1999)" for i in range(n_movies)],
+                  "genres": rng.choice(["Drama", "Comedy", "Horror|Drama"], n_movies)}
+                 ).to_csv(tmp_path / "movies.csv", index=False)
+    movies, users = rng.integers(1, n_movies + 1, n), rng.integers(1, 25, n)
+    liked = (movies % 3 == 0) | (users % 4 == 0)  # something a model can learn, with noise
+    pd.DataFrame({"userId": users, "movieId": movies, "rating": np.where(liked ^ (rng.random(n) < 0.1), 4.5, 2.0),
+                  "timestamp": np.sort(rng.integers(0, 10**6, n))}).to_csv(tmp_path / "ratings.csv", index=False)
+    rows = main(["--movielens", str(tmp_path), "--model", "tiny", "--id-buckets", "0", "64", "--holdout", "newest",
+                 "users", "--seeds", "0", "--cycle-rows", "100", "--score-cycles", "4", "--warmup-rows", "300",
+                 "--replay-pool", "200", "--resamples", "20"])
+    assert len(rows) == 4 and {(r["id_buckets"], r["holdout"]) for r in rows} == {
+        (0, "newest"), (0, "users"), (64, "newest"), (64, "users")}
+    for r in rows:
+        assert len(r["published"]) == 4  # one verdict per scored cycle
+        assert 0.5 < r["like-rates_auc"] < 1 and 0 < r["freshrec_auc"] < 1
+        assert r["auc_difference"] == round(r["freshrec_auc"] - r["frozen_auc"], 4)
+        lo, hi = (float(x) for x in r["ci95_vs_frozen"].split(".."))
+        assert lo <= hi

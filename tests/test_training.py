@@ -49,6 +49,34 @@ def test_ndcg_counts_only_users_with_both_classes():
     assert m["n"] == 7 and not m["significant"] and m["ndcg_users"] == 1
 
 
+def test_holdout_modes_spread_the_gate_over_users_and_keep_time_order():
+    import pandas as pd
+
+    from freshrec.features import split_holdout
+
+    # one heavy user whose session is the newest fifth of the batch, and nine light users before them
+    users = [u for u in range(1, 10) for _ in range(8)] + [0] * 128
+    batch = pd.DataFrame({"id": np.arange(200), "user_id": users,
+                          "occurred_at": pd.date_range("2026-01-01", periods=200, freq="s", tz="UTC")})
+    batch = batch.sample(frac=1, random_state=0)  # arrival order is not time order
+    splits = {mode: split_holdout(batch, 0.2, mode, seed=3) for mode in ("newest", "newest_per_user", "users")}
+    for train_part, held in splits.values():
+        assert sorted([*train_part["id"], *held["id"]]) == list(range(200))  # every row on exactly one side
+        assert train_part["occurred_at"].is_monotonic_increasing and held["occurred_at"].is_monotonic_increasing
+    assert set(splits["newest"][1]["user_id"]) == {0}  # the newest 40 rows are the heavy user's
+    per_user = splits["newest_per_user"][1]
+    assert set(per_user["user_id"]) == set(range(10)) and len(per_user) == 9 * 2 + 26
+    for user, rows in per_user.groupby("user_id"):  # each user's own newest rows
+        assert rows["id"].min() > batch.loc[(batch["user_id"] == user) & ~batch["id"].isin(rows["id"]), "id"].max()
+    train_part, held = splits["users"]
+    assert 0 not in set(held["user_id"]) and len(held) == 40  # whole light users, the heavy one never fits
+    assert not set(held["user_id"]) & set(train_part["user_id"])
+    only_one_user = batch.assign(user_id=7)
+    assert len(split_holdout(only_one_user, 0.2, "users")[1]) == 40  # nobody else: each user's newest share
+    with pytest.raises(ValueError, match="unknown holdout mode"):
+        split_holdout(batch, 0.2, "random")
+
+
 def test_replay_is_bounded_and_skips_quarantined_and_waiting_rows(engine):
     generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=2000, seed=3))
     cursor = ingest.Cursor(*engine.connect().execute(sa.text(
@@ -150,6 +178,19 @@ def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harn
     assert [c["id_buckets"] for c in configs] == [64, 64] and probe_ids > 0
     ranked = rank_items(engine, load_scorer(engine), user_id=1, top=3)
     assert len(ranked) == 3 and ranked[0]["score"] >= ranked[-1]["score"]
+
+
+def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harness, env, engine):
+    publish_everything(env)
+    env.setenv("FRESHREC_HOLDOUT", "users")
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=5))
+    first = _cycle()
+    with engine.connect() as conn:
+        held, rest = (set(conn.execute(sa.text(
+            "SELECT DISTINCT user_id FROM interactions WHERE id " + side + " (SELECT interaction_id FROM "
+            "training_backlog WHERE reason = 'held_out')")).scalars()) for side in ("IN", "NOT IN"))
+    assert first["trained"] and held and rest and not held & rest
+    assert 0 < first["train"]["holdout_rows"] <= -(-first["rows_clean"] // 5)
 
 
 def test_models_load_without_the_network(monkeypatch):
