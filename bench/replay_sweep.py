@@ -128,6 +128,7 @@ def run(args) -> list[dict]:
     y = window["label"].to_numpy()[first_scored:]
     u = window["userId"].to_numpy()[first_scored:]
     results = []
+
     def held_out(rows, mode, seed):  # freshrec's own split of a batch, on the sweep's row numbers
         batch = pd.DataFrame({"id": rows, "user_id": window["userId"].to_numpy()[rows],
                               "occurred_at": window["timestamp"].to_numpy()[rows]})
@@ -150,8 +151,9 @@ def run(args) -> list[dict]:
             rows = np.arange(first_scored + k * args.cycle_rows, first_scored + (k + 1) * args.cycle_rows)
             champion_scores = scores(champion, rows)
             pooled["frozen"].append(scores(frozen, rows))
-            with torch.no_grad():  # the untrained wide part alone: the per-event like-rate prior, logit(user) + logit(item)
-                pooled["like-rates"].append(torch.sigmoid(base.wide(base.side_inputs(side[rows]))).squeeze(-1).numpy())
+            with torch.no_grad():  # the untrained wide part alone: the per-event like-rate prior
+                prior = base.wide(base.side_inputs(side[rows])).squeeze(-1)
+            pooled["like-rates"].append(torch.sigmoid(prior).numpy())
             pooled["freshrec"].append(champion_scores)
             trained, held = held_out(rows, holdout, 1000 * seed + k)
             fresh = np.concatenate([backlog, trained])
@@ -170,7 +172,8 @@ def run(args) -> list[dict]:
                 champion = candidate
             published.append(int(verdict.publish))
             backlog = held
-        row = {"id_buckets": id_buckets, "holdout": holdout, "replay": replay, "seed": seed, "published": "".join(map(str, published))}
+        row = {"id_buckets": id_buckets, "holdout": holdout, "replay": replay, "seed": seed,
+               "published": "".join(map(str, published))}
         for name, parts in pooled.items():
             m = evaluate(u, y, np.concatenate(parts))
             row[f"{name}_auc"], row[f"{name}_ndcg"] = round(m["auc"], 4), round(m["ndcg_at_10"], 4)

@@ -1,9 +1,10 @@
 """The fine-tune step: warm-start from the champion, train on the clean batch plus replay, evaluate both.
 
 Test-then-train: the champion scores every new row before anything trains on it (the prequential metric);
-the candidate trains on the rows waiting in the training backlog, the older part of the batch and a replay
-sample of older rows, and champion and candidate are compared on the same held-out newest slice. That slice
-goes to the backlog, so the next cycle trains on it: no row is wasted.
+the candidate trains on the rows waiting in the training backlog, the rest of the batch and a replay sample
+of older rows, and champion and candidate are compared on the same held-out rows (by default the newest slice
+of the batch; FRESHREC_HOLDOUT). Those rows go to the backlog, so the next cycle trains on them: no row is
+wasted.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class UpdateOutcome:
     skip_reason: str | None
     champion_version: int | None
     examples: pd.DataFrame  # every clean row of the batch, with features and the champion's 'champion_score'
-    holdout: pd.DataFrame  # the held-out newest slice, with 'candidate_score'
+    holdout: pd.DataFrame  # the held-out rows (features.split_holdout), with 'candidate_score'
     metrics: dict = field(default_factory=dict)  # champion / candidate on the holdout, prequential on all rows
     artifact: Artifact | None = None
     cold_start: bool = False
