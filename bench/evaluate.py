@@ -126,7 +126,7 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
     examples = build_examples(engine, sample, cfg.history_len)
     config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                               max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=seed,
-                              id_buckets=cfg.id_buckets)
+                              id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)
     model = build_model(config)
     budget = dict(cfg.__dict__, epochs=1, max_steps=10**6, max_seconds=settings.max_train_seconds * 4)
     train(model, load_tokenizer(cfg.model), config, examples, type(cfg)(**budget))

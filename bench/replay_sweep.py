@@ -30,8 +30,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from freshrec.features import HOLDOUT_MODES, SIDE_COLUMNS, item_text, side_features, split_holdout, user_text
+from freshrec.features import (HOLDOUT_MODES, RATE_PRIOR_WEIGHT, SIDE_COLUMNS, item_text, side_features,
+                               split_holdout, user_text)
 from freshrec.movielens import POSITIVE_RATING, movie_items, read_movielens
+
+
+def user_genre_rates(ratings: pd.DataFrame, genres: pd.Series) -> np.ndarray:
+    """Per rating: the user's like-rate in each of the movie's genres before it, shrunk towards their overall
+    rate (`user_rate`) with freshrec's prior weight, averaged over the genres."""
+    by_genre = ratings[["userId", "timestamp", "label"]].assign(row=np.arange(len(ratings)),
+                                                                 genre=ratings["movieId"].map(genres).to_numpy())
+    by_genre = by_genre.explode("genre")
+    genre_n, genre_pos = counts_before(by_genre, ["userId", "genre"])
+    overall = ratings["user_rate"].to_numpy()[by_genre["row"].to_numpy()]
+    by_genre["rate"] = (genre_pos + RATE_PRIOR_WEIGHT * overall) / (genre_n + RATE_PRIOR_WEIGHT)
+    return by_genre.groupby("row")["rate"].mean().to_numpy()
+
+
+def counts_before(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Earlier events and earlier positives per key, for each row of a time-ordered frame: cumulative counts
+    minus those of the same key in the same second ("strictly earlier", as in freshrec's SQL)."""
+    by_key, by_second = frame.groupby(keys), frame.groupby([*keys, "timestamp"])
+    n = by_key.cumcount().to_numpy() - by_second.cumcount().to_numpy()
+    pos = (by_key["label"].cumsum() - frame["label"]).to_numpy() - \
+          (by_second["label"].cumsum() - frame["label"]).to_numpy()
+    return n, pos
 
 
 def movielens_stream(folder: Path, history_len: int) -> pd.DataFrame:
@@ -39,18 +62,12 @@ def movielens_stream(folder: Path, history_len: int) -> pd.DataFrame:
     movies, ratings = read_movielens(folder)  # the same checks and time order as the evaluation's load
     ratings["label"] = (ratings["rating"] >= POSITIVE_RATING).astype(int)
 
-    def counts_before(key: str) -> tuple[np.ndarray, np.ndarray]:
-        # cumulative counts minus those of the same key in the same second: "strictly earlier", as in SQL
-        by_key, by_second = ratings.groupby(key), ratings.groupby([key, "timestamp"])
-        n = by_key.cumcount().to_numpy() - by_second.cumcount().to_numpy()
-        pos = (by_key["label"].cumsum() - ratings["label"]).to_numpy() - \
-              (by_second["label"].cumsum() - ratings["label"]).to_numpy()
-        return n, pos
-
-    user_n, user_pos = counts_before("userId")
-    item_n, item_pos = counts_before("movieId")
+    user_n, user_pos = counts_before(ratings, ["userId"])
+    item_n, item_pos = counts_before(ratings, ["movieId"])
     for column, values in side_features(user_n, user_pos, item_n, item_pos).items():
         ratings[column] = values
+    ratings["user_genre_rate"] = user_genre_rates(ratings, movies.set_index("movieId")["genres"].astype(str)
+                                                  .str.split("|"))
     catalogue = movie_items(movies)
     texts = {i: item_text(t, c, d) for i, t, c, d in zip(catalogue["ids"], catalogue["titles"],
                                                          catalogue["categories"], catalogue["descriptions"])}
@@ -96,7 +113,11 @@ def run(args) -> list[dict]:
     cpu = torch.device("cpu")
     users = torch.as_tensor(embed_texts(encoder_only, tokenizer, window["user_text"].tolist(), 96, cpu))
     items = torch.as_tensor(embed_texts(encoder_only, tokenizer, window["item_text"].tolist(), 48, cpu))
-    side = torch.as_tensor(window[SIDE_COLUMNS].to_numpy(np.float32))
+    sides = {"overall": torch.as_tensor(window[SIDE_COLUMNS].to_numpy(np.float32)),
+             # the same head, its user-rate input replaced by the genre-aware one: the wide part then starts as
+             # logit(user's rate in the item's genres) + logit(item rate)
+             "genre": torch.as_tensor(window[["user_genre_rate", *SIDE_COLUMNS[1:]]].to_numpy(np.float32))}
+    side = sides["overall"]
     labels = torch.as_tensor(window["label"].to_numpy(np.float32))
     drifted = DriftResult(status="measured", dataset_drift=True)
     policy = PublishPolicy()
@@ -135,8 +156,9 @@ def run(args) -> list[dict]:
         train_part, held = split_holdout(batch, args.holdout_share, mode, seed)
         return train_part["id"].to_numpy(), held["id"].to_numpy()
 
-    for id_buckets, holdout, replay, seed in itertools.product(args.id_buckets, args.holdout, args.replay,
-                                                               args.seeds):
+    for user_rate, id_buckets, holdout, replay, seed in itertools.product(args.user_rate, args.id_buckets,
+                                                                          args.holdout, args.replay, args.seeds):
+        side = sides[user_rate]
         config = model_config(id_buckets)
         base = build_model(config).eval()
         base.sweep_ids = id_inputs(config, window["movieId"].to_numpy(), window["history_item_ids"].tolist())
@@ -172,7 +194,7 @@ def run(args) -> list[dict]:
                 champion = candidate
             published.append(int(verdict.publish))
             backlog = held
-        row = {"id_buckets": id_buckets, "holdout": holdout, "replay": replay, "seed": seed,
+        row = {"user_rate": user_rate, "id_buckets": id_buckets, "holdout": holdout, "replay": replay, "seed": seed,
                "published": "".join(map(str, published))}
         for name, parts in pooled.items():
             m = evaluate(u, y, np.concatenate(parts))
@@ -197,6 +219,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="item-id table sizes to compare (0: text and like-rates only)")
     parser.add_argument("--holdout", nargs="+", default=["newest"], choices=HOLDOUT_MODES,
                         help="how the publish gate's held-out rows are chosen (freshrec.features.split_holdout)")
+    parser.add_argument("--user-rate", nargs="+", default=["overall"], choices=["overall", "genre"],
+                        help="the head's user like-rate input: overall, or in the item's genres (shrunk to overall)")
     parser.add_argument("--holdout-share", type=float, default=0.2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--cycle-rows", type=int, default=1000)
@@ -213,7 +237,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     table = pd.DataFrame(results)
     columns = ["like-rates_auc", "frozen_auc", "freshrec_auc", "auc_difference", "frozen_ndcg", "freshrec_ndcg",
                "ndcg_difference"]
-    summary = table.groupby(["id_buckets", "holdout", "replay"])[columns].mean().round(4)
+    summary = table.groupby(["user_rate", "id_buckets", "holdout", "replay"])[columns].mean().round(4)
     print(table.to_string(index=False))
     print("\nmean over seeds:\n" + summary.to_string())
     return results

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -10,6 +12,7 @@ from freshrec.sqlfiles import query
 
 NO_HISTORY = "new user with no liked items yet"
 SIDE_COLUMNS = ["user_rate", "item_rate", "user_log_n", "item_log_n"]
+CATEGORY_RATE = "user_category_rate"  # the user's like-rate in the item's categories (features.category_rate)
 RATE_PRIOR_WEIGHT = 10.0  # pseudo-events at a neutral 0.5, so a user with one like is not a sure thing
 
 
@@ -67,16 +70,46 @@ def side_features(n_user, pos_user, n_item, pos_item) -> dict[str, np.ndarray]:
             "user_log_n": np.log1p(n_user), "item_log_n": np.log1p(n_item)}
 
 
+def item_categories(category: str | None) -> list[str]:
+    """An item's categories: items.category split at commas (as user_category_counts.sql splits it)."""
+    return [c for c in re.split(r"\s*,\s*", (category or "").strip()) if c]
+
+
+def category_rate(user_rate: float | np.ndarray, counts: list[tuple[int, int]]) -> float | np.ndarray:
+    """The user's like-rate in an item's categories: per category, their earlier positives and interactions
+    shrunk towards their overall rate with the prior weight, averaged over the categories; the overall rate for
+    an item without categories."""
+    if not counts:
+        return user_rate
+    w = RATE_PRIOR_WEIGHT
+    return sum((pos + w * user_rate) / (n + w) for n, pos in counts) / len(counts)
+
+
 def point_in_time_rates(engine: Engine, frame: pd.DataFrame) -> pd.DataFrame:
-    """Per row: the user's and the item's interactions before the row's time (never its own label)."""
+    """Per row: the user's and the item's interactions before the row's time (never its own label), and the
+    user's rate in the item's categories (CATEGORY_RATE)."""
     params = {"row_ids": frame["id"].astype("int64").tolist(), "user_ids": frame["user_id"].astype("int64").tolist(),
               "item_ids": frame["item_id"].astype("int64").tolist(),
               "times": [t.to_pydatetime() for t in frame["occurred_at"]]}
     with engine.connect() as conn:
         rows = conn.execute(query("point_in_time_counts"), params).all()
+        by_category: dict[int, list[tuple[int, int]]] = {}
+        for r in conn.execute(query("user_category_counts"), params):
+            by_category.setdefault(int(r.row_id), []).append((int(r.n), int(r.pos)))
     counts = pd.DataFrame(rows, columns=["id", "user_n", "user_pos", "item_n", "item_pos"]).set_index("id")
     counts = counts.reindex(frame["id"].astype("int64").to_numpy()).fillna(0)
-    return pd.DataFrame(side_features(counts["user_n"], counts["user_pos"], counts["item_n"], counts["item_pos"]))
+    out = pd.DataFrame(side_features(counts["user_n"], counts["user_pos"], counts["item_n"], counts["item_pos"]))
+    out[CATEGORY_RATE] = [category_rate(rate, by_category.get(int(i), []))
+                          for i, rate in zip(counts.index, out["user_rate"])]
+    return out
+
+
+def side_columns(config) -> list[str]:
+    """The columns a model version reads beside the text, in its input order: with `category_rate` the user's
+    rate in the item's categories takes the place of their overall rate."""
+    if getattr(config, "category_rate", False):
+        return [CATEGORY_RATE, *SIDE_COLUMNS[1:]]
+    return SIDE_COLUMNS
 
 
 def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.DataFrame:
@@ -85,7 +118,8 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
                                      "history_item_ids", "event_type", "dwell_ms", "category", "hour", "item_text_len",
-                                     "item_popularity_bucket", "user_activity_bucket", *SIDE_COLUMNS])
+                                     "item_popularity_bucket", "user_activity_bucket", *SIDE_COLUMNS,
+                                     CATEGORY_RATE])
     items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
     histories = fetch_histories(engine, clean, history_len)
     out = pd.DataFrame({
@@ -98,7 +132,8 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.
         "dwell_ms": clean["dwell_ms"].astype("float64").to_numpy(),
     })
     meta = items.reindex(out["item_id"])
-    out["category"] = meta["category"].fillna("").to_numpy()
+    # drift watches the first (primary) category: a list of several would make every combination a value
+    out["category"] = [(item_categories(c) or [""])[0] for c in meta["category"].fillna("")]
     out["item_text"] = [item_text(t, c, d) for t, c, d in
                         zip(meta["title"].fillna(""), meta["category"].fillna(""), meta["description"].fillna(""))]
     out["user_text"] = [user_text(histories.get(i, ([], []))[0]) for i in out["id"]]
@@ -112,7 +147,7 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.
     out["item_popularity_bucket"] = out["item_id"].map(popularity).fillna(0).astype("int64")
     out["user_activity_bucket"] = out["user_id"].map(activity).fillna(0).astype("int64")
     rates = point_in_time_rates(engine, out)
-    for column in SIDE_COLUMNS:
+    for column in [*SIDE_COLUMNS, CATEGORY_RATE]:
         out[column] = rates[column].to_numpy()
     return out
 

@@ -112,6 +112,7 @@ class ModelConfig:
     side_features: bool = False  # user/item like-rates and counts beside the text (False: versions made before)
     id_buckets: int = 0  # rows of the item-id embedding table (0: no id term, versions made before)
     id_dim: int = 0
+    category_rate: bool = False  # the user's rate in the item's categories replaces their overall rate (features)
 
     def to_json(self) -> dict:
         return {"format": ARTIFACT_FORMAT, **self.__dict__}
@@ -236,7 +237,7 @@ def build_model(config: ModelConfig):
 
 
 def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, max_user_tokens: int,
-                     history_len: int, seed: int, id_buckets: int = 0) -> ModelConfig:
+                     history_len: int, seed: int, id_buckets: int = 0, category_rate: bool = False) -> ModelConfig:
     _offline()
     if base_model == TINY:
         hidden = TINY_CONFIG["hidden_size"]
@@ -246,7 +247,7 @@ def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, 
     return ModelConfig(base_model=base_model, train_mode=train_mode, hidden_size=hidden,
                        max_item_tokens=max_item_tokens, max_user_tokens=max_user_tokens,
                        history_len=history_len, seed=seed, side_features=True, id_buckets=id_buckets,
-                       id_dim=ID_DIM if id_buckets else 0)
+                       id_dim=ID_DIM if id_buckets else 0, category_rate=category_rate)
 
 
 # --- artifacts -------------------------------------------------------------------------------------

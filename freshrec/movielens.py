@@ -57,10 +57,10 @@ def read_movielens(directory: Path, limit: int | None = None) -> tuple[pd.DataFr
 
 
 def movie_items(movies: pd.DataFrame) -> dict[str, list]:
+    # every genre is a category (items.category is a comma-separated list); item_text does not repeat them
     genres = movies["genres"].fillna("").str.replace("|", ", ", regex=False)
-    category = movies["genres"].fillna("").str.split("|").str[0]
     return {"ids": movies["movieId"].tolist(), "titles": movies["title"].fillna("").tolist(),
-            "descriptions": genres.tolist(), "categories": category.tolist()}
+            "descriptions": genres.tolist(), "categories": genres.tolist()}
 
 
 def load_movielens(engine: Engine, directory: Path, *, limit: int | None = None, chunk: int = 20_000) -> LoadResult:

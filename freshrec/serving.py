@@ -23,7 +23,8 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from freshrec.errors import ModelError
-from freshrec.features import SIDE_COLUMNS, item_text, side_features, user_text
+from freshrec.features import (CATEGORY_RATE, category_rate, item_categories, item_text, side_columns, side_features,
+                               user_text)
 from freshrec.registry import CHANNEL
 from freshrec.sqlfiles import query
 
@@ -77,7 +78,7 @@ class Scorer:
     def score(self, history_titles: list[str], items: pd.DataFrame, side: np.ndarray | None = None,
               history_item_ids: list[int] | None = None) -> np.ndarray:
         """P(engage) of the user (given by their recent liked items' titles and ids) for each item; side: one
-        row of features.SIDE_COLUMNS per item (for versions trained with them)."""
+        row of features.side_columns(config) per item (for versions trained with them)."""
         import torch
 
         from freshrec.model import id_inputs
@@ -128,6 +129,9 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
                                  columns=["id", "title", "description", "category"])
         counts = conn.execute(query("rate_counts_now"), {"user_id": user_id,
                                                          "item_ids": items["id"].astype("int64").tolist()}).all()
+        by_category = ({r.category: (int(r.n), int(r.pos)) for r in
+                        conn.execute(query("user_category_counts_now"), {"user_id": user_id})}
+                       if scorer.config.category_rate else {})
     if items.empty:
         return []
     by_item = {int(r.item_id): r for r in counts}
@@ -136,8 +140,12 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
     side = side_features([user_n] * len(items), [user_pos] * len(items),
                          [by_item[int(i)].item_n if int(i) in by_item else 0 for i in items["id"]],
                          [by_item[int(i)].item_pos if int(i) in by_item else 0 for i in items["id"]])
+    if scorer.config.category_rate:  # per item, the user's rate in its categories (those they never met: 0 of 0)
+        side[CATEGORY_RATE] = np.array([
+            category_rate(rate, [by_category.get(c, (0, 0)) for c in item_categories(category)])
+            for rate, category in zip(side["user_rate"], items["category"])])
     scores = scorer.score([r.title for r in liked], items,
-                          np.column_stack([side[c] for c in SIDE_COLUMNS]).astype(np.float32),
+                          np.column_stack([side[c] for c in side_columns(scorer.config)]).astype(np.float32),
                           [int(r.item_id) for r in liked])
     order = np.argsort(-scores, kind="stable")[:top]
     return [{"item_id": int(items["id"].iloc[i]), "title": items["title"].iloc[i], "score": float(scores[i])}

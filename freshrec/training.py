@@ -58,6 +58,7 @@ class TrainConfig:
     max_item_tokens: int = 48
     max_user_tokens: int = 96
     id_buckets: int = 0
+    category_rate: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,9 +223,9 @@ def _texts(tokenizer, config: ModelConfig, examples: pd.DataFrame) -> tuple[Toke
 
 
 def _side(config: ModelConfig, examples: pd.DataFrame) -> np.ndarray | None:
-    from freshrec.features import SIDE_COLUMNS
+    from freshrec.features import side_columns
 
-    return examples[SIDE_COLUMNS].to_numpy(dtype=np.float32) if config.side_features else None
+    return examples[side_columns(config)].to_numpy(dtype=np.float32) if config.side_features else None
 
 
 def _ids(config: ModelConfig, examples: pd.DataFrame) -> tuple | None:
@@ -372,11 +373,12 @@ def learning_rate_state(engine: Engine, base_lr: float) -> LrState:
 
 def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
     """The fixed probe set of the stability guard; made once, from the first batch that has rows."""
-    from freshrec.features import SIDE_COLUMNS
+    from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS
 
     with engine.connect() as conn:
         probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(),
-                             columns=["user_text", "item_text", *SIDE_COLUMNS, "item_id", "history_item_ids"])
+                             columns=["user_text", "item_text", *SIDE_COLUMNS, "item_id", "history_item_ids",
+                                      CATEGORY_RATE])
     # older probe sets have no ids: the padding row, so those pairs score without the id term
     probe["item_id"] = probe["item_id"].fillna(-1).astype("int64")
     if probe.empty and len(examples):
@@ -387,7 +389,8 @@ def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int) ->
                 "user_rates": sample["user_rate"].tolist(), "item_rates": sample["item_rate"].tolist(),
                 "user_log_ns": sample["user_log_n"].tolist(), "item_log_ns": sample["item_log_n"].tolist(),
                 "item_ids": sample["item_id"].astype("int64").tolist(),
-                "histories": [",".join(str(int(i)) for i in h) for h in sample["history_item_ids"]]})
+                "histories": [",".join(str(int(i)) for i in h) for h in sample["history_item_ids"]],
+                "user_category_rates": sample[CATEGORY_RATE].tolist()})
         return probe_pairs(engine, examples.iloc[0:0], size, seed)
     return probe
 
@@ -446,7 +449,7 @@ def run_update(
     else:
         config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                                   max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=cfg.seed,
-                                  id_buckets=cfg.id_buckets)
+                                  id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)
         candidate = build_model(config)
     stats = train(candidate, tokenizer, config, train_set, cfg, progress, learning_rate=lr_state.lr)
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "

@@ -32,6 +32,8 @@ def test_sweep_inputs_only_see_strictly_earlier_events(tmp_path):
     assert s["user_log_n"].round(4).tolist()[:3] == [0, 0, round(np.log1p(2), 4)]
     assert s["item_log_n"].iloc[3] == np.log1p(1)  # item 1 was rated once before user 8
     assert s["item_text"].iloc[1] == "B (1991) | Comedy, Drama"  # as freshrec.features.item_text builds it
+    # no Horror before: the genre-aware rate is the user's overall rate (two likes, shrunk to 7/12)
+    assert s["user_genre_rate"].iloc[2] == s["user_rate"].iloc[2] == (2 + 5) / (2 + 10)
 
 
 def test_sweep_runs_every_holdout_mode_and_scores_every_cycle(tmp_path):
@@ -47,13 +49,35 @@ def test_sweep_runs_every_holdout_mode_and_scores_every_cycle(tmp_path):
     pd.DataFrame({"userId": users, "movieId": movies, "rating": np.where(liked ^ (rng.random(n) < 0.1), 4.5, 2.0),
                   "timestamp": np.sort(rng.integers(0, 10**6, n))}).to_csv(tmp_path / "ratings.csv", index=False)
     rows = main(["--movielens", str(tmp_path), "--model", "tiny", "--id-buckets", "0", "64", "--holdout", "newest",
-                 "users", "--seeds", "0", "--cycle-rows", "100", "--score-cycles", "4", "--warmup-rows", "300",
+                 "users", "--user-rate", "overall", "genre", "--seeds", "0", "--cycle-rows", "100", "--score-cycles", "4", "--warmup-rows", "300",
                  "--replay-pool", "200", "--resamples", "20"])
-    assert len(rows) == 4 and {(r["id_buckets"], r["holdout"]) for r in rows} == {
+    assert len(rows) == 8 and {(r["id_buckets"], r["holdout"]) for r in rows} == {
         (0, "newest"), (0, "users"), (64, "newest"), (64, "users")}
+    assert {r["user_rate"] for r in rows} == {"overall", "genre"}
     for r in rows:
         assert len(r["published"]) == 4  # one verdict per scored cycle
         assert 0.5 < r["like-rates_auc"] < 1 and 0 < r["freshrec_auc"] < 1
         assert r["auc_difference"] == round(r["freshrec_auc"] - r["frozen_auc"], 4)
         lo, hi = (float(x) for x in r["ci95_vs_frozen"].split(".."))
         assert lo <= hi
+
+
+def test_genre_prior_finds_a_taste_the_overall_rates_cannot(tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from bench.priors import priors
+
+    rng = np.random.default_rng(1)
+    pd.DataFrame({"movieId": np.arange(1, 21), "title": [f"Film {i} (2000)" for i in range(20)],
+                  "genres": ["Drama"] * 10 + ["Comedy"] * 10}).to_csv(tmp_path / "movies.csv", index=False)
+    users, movies = rng.integers(1, 41, 4000), rng.integers(1, 21, 4000)
+    likes_drama = users % 2 == 0  # half the users like dramas only, the other half comedies only
+    pd.DataFrame({"userId": users, "movieId": movies, "rating": np.where(likes_drama == (movies <= 10), 5.0, 1.0),
+                  "timestamp": np.arange(4000)}).to_csv(tmp_path / "ratings.csv", index=False)
+    ratings, scores = priors(tmp_path)
+    y, later = ratings["label"].to_numpy(), slice(2000, None)
+    assert roc_auc_score(y[later], scores["user + item rates"][later]) < 0.6  # everyone likes half of everything
+    assert roc_auc_score(y[later], scores["user-in-genre + item rates"][later]) > 0.95
+    # the first rating of each user sees no earlier rating of theirs: nothing but the neutral prior
+    first = ~ratings.duplicated("userId").to_numpy()
+    assert np.allclose(scores["user-in-genre + item rates"][first], scores["user + item rates"][first])

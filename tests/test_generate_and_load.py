@@ -101,7 +101,7 @@ def test_movielens_loader(engine, tmp_path):
         items = conn.execute(sa.text("SELECT id, title, description, category FROM items ORDER BY id")).all()
         events = pd.read_sql("SELECT user_id, item_id, event_type, label, occurred_at FROM interactions ORDER BY id",
                              conn)
-    assert items[2] == (3, "Grumpier Old Men, The (1995)", "Comedy, Romance", "Comedy")
+    assert items[2] == (3, "Grumpier Old Men, The (1995)", "Comedy, Romance", "Comedy, Romance")
     assert items[0].description == "Adventure, Animation, Children"
     # timestamp order, ties broken by user then movie
     assert list(zip(events.user_id, events.item_id)) == [(1, 3), (3, 3), (2, 2), (1, 1), (2, 1)]

@@ -77,6 +77,45 @@ def test_holdout_modes_spread_the_gate_over_users_and_keep_time_order():
         split_holdout(batch, 0.2, "random")
 
 
+def test_category_rate_counts_only_the_users_earlier_rows_in_each_category(engine):
+    import pandas as pd
+
+    from freshrec.features import CATEGORY_RATE, RATE_PRIOR_WEIGHT, category_rate, item_categories, \
+        point_in_time_rates
+    from freshrec.sqlfiles import query
+
+    assert item_categories(" Comedy ,Drama, ") == ["Comedy", "Drama"] and item_categories("") == []
+    categories = {1: "Drama", 2: "Comedy, Drama", 3: "Horror", 4: ""}
+    events = [  # user, item, label, second
+        (1, 1, 1, 0), (1, 2, 1, 0), (1, 3, 0, 10), (1, 2, 0, 20), (2, 1, 0, 20), (1, 4, 1, 30), (1, 1, 1, 40),
+        (1, 3, None, 50)]  # a row without a valid label counts for nobody
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    with engine.begin() as conn:
+        conn.execute(query("insert_items"), {"ids": list(categories), "titles": [f"t{i}" for i in categories],
+                                             "descriptions": [""] * 4, "categories": list(categories.values())})
+        conn.execute(query("insert_interactions"), {
+            "user_ids": [e[0] for e in events], "item_ids": [e[1] for e in events], "event_types": ["click"] * 8,
+            "labels": [e[2] for e in events], "dwell_ms": [None] * 8,
+            "occurred_at": [(t0 + pd.Timedelta(seconds=e[3])).to_pydatetime() for e in events]})
+        frame = pd.read_sql("SELECT id, user_id, item_id, occurred_at FROM interactions ORDER BY id", conn)
+    got = point_in_time_rates(engine, frame)
+
+    def expected(row) -> float:  # the definition, by brute force over the events
+        earlier = [e for e in events if e[0] == row.user_id and e[3] < events[row.Index][3] and e[2] is not None]
+        w = RATE_PRIOR_WEIGHT
+        overall = (sum(e[2] for e in earlier) + 0.5 * w) / (len(earlier) + w)
+        per_category = [(len(hits), sum(e[2] for e in hits)) for c in item_categories(categories[row.item_id])
+                        for hits in [[e for e in earlier if c in item_categories(categories[e[1]])]]]
+        return category_rate(overall, per_category)
+
+    np.testing.assert_allclose(got[CATEGORY_RATE], [expected(r) for r in frame.itertuples()])
+    assert got[CATEGORY_RATE].iloc[1] == 0.5  # the same second as the only earlier row: nothing seen yet
+    assert got[CATEGORY_RATE].iloc[5] == got["user_rate"].iloc[5]  # an item without categories
+    # dramas: two liked of three before, and a horror film disliked: this drama row sits above the user's average
+    assert got[CATEGORY_RATE].iloc[6] > got["user_rate"].iloc[6]
+    assert got[CATEGORY_RATE].iloc[7] < got["user_rate"].iloc[7]  # and the horror row below it
+
+
 def test_replay_is_bounded_and_skips_quarantined_and_waiting_rows(engine):
     generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=2000, seed=3))
     cursor = ingest.Cursor(*engine.connect().execute(sa.text(
@@ -191,6 +230,33 @@ def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harn
             "training_backlog WHERE reason = 'held_out')")).scalars()) for side in ("IN", "NOT IN"))
     assert first["trained"] and held and rest and not held & rest
     assert 0 < first["train"]["holdout_rows"] <= -(-first["rows_clean"] // 5)
+
+
+def test_category_rate_models_train_publish_probe_and_rank(prefect_harness, env, engine):
+    from freshrec.features import CATEGORY_RATE
+    from freshrec.serving import load_scorer, rank_items
+
+    from freshrec.features import SIDE_COLUMNS, side_columns
+    from freshrec.model import ModelConfig
+
+    publish_everything(env)
+    env.setenv("FRESHREC_CATEGORY_RATE", "true")
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=5))
+    assert _cycle()["decision"]["version"] == 1
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=6))
+    assert _cycle()["trained"]  # warm start from a category-rate model, probed with the stored category rates
+    with engine.connect() as conn:
+        configs = conn.execute(sa.text("SELECT config FROM model_versions ORDER BY version")).scalars().all()
+        probe = conn.execute(sa.text("SELECT count(*), count(*) FILTER (WHERE user_category_rate <> user_rate) "
+                                     "FROM probe_set")).one()
+    assert [c["category_rate"] for c in configs] == [True, True]
+    assert probe[0] > 0 and probe[1] > 0
+    scorer = load_scorer(engine)
+    ranked = rank_items(engine, scorer, user_id=1, top=3)
+    assert scorer.config.category_rate and len(ranked) == 3 and ranked[0]["score"] >= ranked[-1]["score"]
+    # versions made before (no such field in their config) keep reading the overall rate
+    older = ModelConfig.from_json({k: v for k, v in configs[0].items() if k != "category_rate"})
+    assert side_columns(older) == SIDE_COLUMNS and side_columns(scorer.config)[0] == CATEGORY_RATE
 
 
 def test_models_load_without_the_network(monkeypatch):
