@@ -12,6 +12,7 @@ every contender *before* any of them learns from it (test-then-train), with the 
   popularity        smoothed like-rate of the item so far
   user+item rates   smoothed user and item like-rates combined in log-odds
   ... (per event)   the same, updated after every event: the information freshrec's side features have
+  user-in-genre ... the same with the user's rate in the film's genres (freshrec's FRESHREC_CATEGORY_RATE input)
   river logreg      online logistic regression over user, item, genre and user x genre (river)
   frozen            freshrec's first champion, never updated (its inputs still follow the data)
   freshrec          the champion in service, updated every cycle: LoRA warm start, replay, the publish gate
@@ -35,7 +36,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-CONTENDERS = ["popularity", "user+item rates", "user+item rates (per event)", "river logreg", "frozen", "freshrec",
+CONTENDERS = ["popularity", "user+item rates", "user+item rates (per event)", "user-in-genre+item rates (per event)",
+              "river logreg", "frozen", "freshrec",
               "full retrain"]
 
 
@@ -140,7 +142,8 @@ def run(args) -> dict:
     from freshrec.registry import load_champion
     from freshrec.settings import load_settings
     from freshrec.training import pick_device, predict
-    from bench.baselines import Popularity, RiverLogisticRegression, UserItemRates, UserItemRatesPerEvent
+    from bench.baselines import (Popularity, RiverLogisticRegression, UserGenreItemRatesPerEvent, UserItemRates,
+                                 UserItemRatesPerEvent)
 
     overrides = {  # MovieLens users rate dozens of films a minute: that is not a bot there
         "FRESHREC_MODEL": args.model, "FRESHREC_BOT_EVENTS_PER_MINUTE": "1000000",
@@ -168,7 +171,8 @@ def run(args) -> dict:
         conn.commit()
     warmup = total - args.score_cycles * args.cycle_rows
     stream = Stream(engine, settings)
-    baselines = [Popularity(), UserItemRates(), UserItemRatesPerEvent(), RiverLogisticRegression()]
+    baselines = [Popularity(), UserItemRates(), UserItemRatesPerEvent(), UserGenreItemRatesPerEvent(),
+                 RiverLogisticRegression()]
 
     started = time.perf_counter()
     history = stream.ingest_only(warmup - args.warmup_train_rows)
@@ -239,7 +243,8 @@ def run(args) -> dict:
                         "seconds_per_cycle": round(np.mean([c["contenders"][name]["seconds"] for c in cycles_out]),
                                                    2)}
     comparisons = {f"freshrec - {other}": paired_auc_difference(pooled["freshrec"], pooled[other])
-                   for other in ("frozen", "user+item rates (per event)", "full retrain")}
+                   for other in ("frozen", "user+item rates (per event)", "user-in-genre+item rates (per event)",
+                                 "full retrain")}
     result = {"stream": stream_name, "model": args.model, "cycle_rows": args.cycle_rows,
               "scored": f"the last {args.score_cycles * args.cycle_rows} of {total} events "
                         f"({args.score_cycles} cycles) after {warmup} warm-up events",

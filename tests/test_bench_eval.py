@@ -81,3 +81,24 @@ def test_genre_prior_finds_a_taste_the_overall_rates_cannot(tmp_path):
     # the first rating of each user sees no earlier rating of theirs: nothing but the neutral prior
     first = ~ratings.duplicated("userId").to_numpy()
     assert np.allclose(scores["user-in-genre + item rates"][first], scores["user + item rates"][first])
+
+
+def test_per_event_genre_baseline_learns_each_users_genres_and_never_sees_the_same_instant():
+    from sklearn.metrics import roc_auc_score
+
+    from bench.baselines import UserGenreItemRatesPerEvent, UserItemRatesPerEvent
+
+    rng = np.random.default_rng(2)
+    users, genre = rng.integers(0, 30, 3000), rng.choice(["Drama", "Comedy"], 3000)
+    rows = pd.DataFrame({"user_id": users, "item_id": rng.integers(0, 50, 3000), "genres": [[g] for g in genre],
+                         "label": ((users % 2 == 0) == (genre == "Drama")).astype(int),
+                         "occurred_at": pd.to_datetime(np.arange(3000) // 2, unit="s", utc=True)})
+    plain, by_genre = UserItemRatesPerEvent(), UserGenreItemRatesPerEvent()
+    later = slice(1000, None)
+    assert roc_auc_score(rows["label"][later], plain.score(rows)[later]) < 0.6
+    assert roc_auc_score(rows["label"][later], by_genre.score(rows)[later]) > 0.95
+    pair = pd.DataFrame({"user_id": [7, 7], "item_id": [1, 2], "genres": [["Drama"], ["Drama"]], "label": [1, 1],
+                         "occurred_at": pd.to_datetime([5000, 5000], unit="s", utc=True)})
+    fresh = UserGenreItemRatesPerEvent()
+    first = fresh.score(pair)
+    assert first[0] == first[1]  # the second row of the same instant does not see the first one's like
