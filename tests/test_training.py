@@ -201,22 +201,30 @@ def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine)
     assert _cycle()["train"]["learning_rate"] == pytest.approx(expected)
 
 
-def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harness, env, engine):
+def _publish_then_warm_start(env, engine, setting: str, value: str) -> tuple[list[dict], list[dict]]:
+    """A cold-start cycle that publishes, then a warm-started one, under one setting; returns the versions'
+    configs and the champion's top 3 for user 1."""
     from freshrec.serving import load_scorer, rank_items
 
     publish_everything(env)
-    env.setenv("FRESHREC_ID_BUCKETS", "64")
+    env.setenv(setting, value)
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=5))
     assert _cycle()["decision"]["version"] == 1
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=6))
-    assert _cycle()["trained"]  # warm start from an id model, scored against the probe set's ids
+    assert _cycle()["trained"]  # warm start, probed with what the probe set stored for this kind of model
     with engine.connect() as conn:
         configs = conn.execute(sa.text("SELECT config FROM model_versions ORDER BY version")).scalars().all()
+    ranked = rank_items(engine, load_scorer(engine), user_id=1, top=3)
+    assert len(ranked) == 3 and ranked[0]["score"] >= ranked[-1]["score"]
+    return configs, ranked
+
+
+def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harness, env, engine):
+    configs, _ = _publish_then_warm_start(env, engine, "FRESHREC_ID_BUCKETS", "64")
+    with engine.connect() as conn:
         probe_ids = conn.execute(sa.text("SELECT count(*) FROM probe_set WHERE item_id IS NOT NULL "
                                          "AND cardinality(history_item_ids) > 0")).scalar_one()
     assert [c["id_buckets"] for c in configs] == [64, 64] and probe_ids > 0
-    ranked = rank_items(engine, load_scorer(engine), user_id=1, top=3)
-    assert len(ranked) == 3 and ranked[0]["score"] >= ranked[-1]["score"]
 
 
 def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harness, env, engine):
@@ -233,30 +241,18 @@ def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harn
 
 
 def test_category_rate_models_train_publish_probe_and_rank(prefect_harness, env, engine):
-    from freshrec.features import CATEGORY_RATE
-    from freshrec.serving import load_scorer, rank_items
-
-    from freshrec.features import SIDE_COLUMNS, side_columns
+    from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS, side_columns
     from freshrec.model import ModelConfig
 
-    publish_everything(env)
-    env.setenv("FRESHREC_CATEGORY_RATE", "true")
-    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=5))
-    assert _cycle()["decision"]["version"] == 1
-    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=6))
-    assert _cycle()["trained"]  # warm start from a category-rate model, probed with the stored category rates
+    configs, _ = _publish_then_warm_start(env, engine, "FRESHREC_CATEGORY_RATE", "true")
     with engine.connect() as conn:
-        configs = conn.execute(sa.text("SELECT config FROM model_versions ORDER BY version")).scalars().all()
         probe = conn.execute(sa.text("SELECT count(*), count(*) FILTER (WHERE user_category_rate <> user_rate) "
                                      "FROM probe_set")).one()
-    assert [c["category_rate"] for c in configs] == [True, True]
-    assert probe[0] > 0 and probe[1] > 0
-    scorer = load_scorer(engine)
-    ranked = rank_items(engine, scorer, user_id=1, top=3)
-    assert scorer.config.category_rate and len(ranked) == 3 and ranked[0]["score"] >= ranked[-1]["score"]
+    assert [c["category_rate"] for c in configs] == [True, True] and probe[0] > 0 and probe[1] > 0
+    assert side_columns(ModelConfig.from_json(configs[1]))[0] == CATEGORY_RATE
     # versions made before (no such field in their config) keep reading the overall rate
     older = ModelConfig.from_json({k: v for k, v in configs[0].items() if k != "category_rate"})
-    assert side_columns(older) == SIDE_COLUMNS and side_columns(scorer.config)[0] == CATEGORY_RATE
+    assert side_columns(older) == SIDE_COLUMNS
 
 
 def test_models_load_without_the_network(monkeypatch):
