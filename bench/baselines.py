@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 
-def _logit(p):
+def logit(p):
     p = np.clip(np.asarray(p, dtype=float), 1e-4, 1 - 1e-4)
     return np.log(p / (1 - p))
 
@@ -62,7 +62,7 @@ class UserItemRates(LikeRates):
     name = "user+item rates"
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
-        z = _logit(self.user_rate(rows["user_id"])) + _logit(self.item_rate(rows["item_id"])) - _logit(self.prior())
+        z = logit(self.user_rate(rows["user_id"])) + logit(self.item_rate(rows["item_id"])) - logit(self.prior())
         return 1 / (1 + np.exp(-z))
 
 
@@ -102,16 +102,15 @@ class UserGenreItemRatesPerEvent(UserItemRatesPerEvent):
         super().__init__(prior_weight)
         self.n_genre, self.pos_genre = defaultdict(int), defaultdict(int)
 
-    def user_rate(self, users, genres=None) -> np.ndarray:
-        overall = super().user_rate(users)
-        if genres is None:
-            return overall
-        return np.array([np.mean([(self.pos_genre[u, g] + self.w * r) / (self.n_genre[u, g] + self.w) for g in gs])
-                         if len(gs) else r for u, gs, r in zip(users, genres, overall)])
+    def user_genre_rate(self, users, genres) -> np.ndarray:
+        from freshrec.features import category_rate
+
+        return np.array([category_rate(r, [(self.n_genre[u, g], self.pos_genre[u, g]) for g in gs], self.w)
+                         for u, gs, r in zip(users, genres, self.user_rate(users))])
 
     def score_group(self, rows: pd.DataFrame) -> np.ndarray:
-        z = (_logit(self.user_rate(rows["user_id"], rows["genres"])) + _logit(self.item_rate(rows["item_id"]))
-             - _logit(self.prior()))
+        z = (logit(self.user_genre_rate(rows["user_id"], rows["genres"])) + logit(self.item_rate(rows["item_id"]))
+             - logit(self.prior()))
         return 1 / (1 + np.exp(-z))
 
     def learn_group(self, rows: pd.DataFrame) -> None:

@@ -125,7 +125,7 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
 
     cfg = train_config(settings)
     sample = history.sample(n=min(rows, len(history)), random_state=seed).sort_values("occurred_at")
-    examples = build_examples(engine, sample, cfg.history_len)
+    examples = build_examples(engine, sample, cfg.history_len, cfg.category_rate)
     config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                               max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=seed,
                               id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)

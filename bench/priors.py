@@ -27,6 +27,7 @@ import pandas as pd
 
 def priors(folder: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The ratings in time order with their labels, and each prior's P(like) per rating."""
+    from bench.baselines import logit
     from bench.replay_sweep import counts_before, user_genre_rates
     from freshrec.features import side_features
     from freshrec.movielens import POSITIVE_RATING, read_movielens
@@ -36,10 +37,6 @@ def priors(folder: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     features = side_features(*counts_before(ratings, ["userId"]), *counts_before(ratings, ["movieId"]))
     ratings["user_rate"] = features["user_rate"]
     genres = movies.set_index("movieId")["genres"].astype(str).str.split("|")
-
-    def logit(p):
-        p = np.clip(np.asarray(p, float), 1e-4, 1 - 1e-4)
-        return np.log(p / (1 - p))
 
     item = logit(features["item_rate"])
     log_odds = {

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from freshrec.features import (HOLDOUT_MODES, RATE_PRIOR_WEIGHT, SIDE_COLUMNS, item_text, side_features,
-                               split_holdout, user_text)
+from freshrec.features import (HOLDOUT_MODES, SIDE_COLUMNS, item_text, shrunk_rate, side_features, split_holdout,
+                               user_text)
 from freshrec.movielens import POSITIVE_RATING, movie_items, read_movielens
 
 
@@ -42,8 +42,7 @@ def user_genre_rates(ratings: pd.DataFrame, genres: pd.Series) -> np.ndarray:
                                                                  genre=ratings["movieId"].map(genres).to_numpy())
     by_genre = by_genre.explode("genre")
     genre_n, genre_pos = counts_before(by_genre, ["userId", "genre"])
-    overall = ratings["user_rate"].to_numpy()[by_genre["row"].to_numpy()]
-    by_genre["rate"] = (genre_pos + RATE_PRIOR_WEIGHT * overall) / (genre_n + RATE_PRIOR_WEIGHT)
+    by_genre["rate"] = shrunk_rate(genre_pos, genre_n, ratings["user_rate"].to_numpy()[by_genre["row"].to_numpy()])
     return by_genre.groupby("row")["rate"].mean().to_numpy()
 
 
@@ -117,7 +116,6 @@ def run(args) -> list[dict]:
              # the same head, its user-rate input replaced by the genre-aware one: the wide part then starts as
              # logit(user's rate in the item's genres) + logit(item rate)
              "genre": torch.as_tensor(window[["user_genre_rate", *SIDE_COLUMNS[1:]]].to_numpy(np.float32))}
-    side = sides["overall"]
     labels = torch.as_tensor(window["label"].to_numpy(np.float32))
     drifted = DriftResult(status="measured", dataset_drift=True)
     policy = PublishPolicy()

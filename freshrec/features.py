@@ -61,12 +61,16 @@ def count_buckets(engine: Engine, query_name: str, ids: list[int], until: pd.Tim
     return {int(r.key): int(np.log2(r.n + 1)) for r in rows}
 
 
+def shrunk_rate(pos, n, toward, weight: float = RATE_PRIOR_WEIGHT):
+    """A like-rate shrunk towards `toward` by `weight` pseudo-events (scalars or arrays)."""
+    return (pos + weight * toward) / (n + weight)
+
+
 def side_features(n_user, pos_user, n_item, pos_item) -> dict[str, np.ndarray]:
     """Smoothed like-rates and log counts of the user and the item: the model's learned-signal inputs."""
     n_user, pos_user = np.asarray(n_user, float), np.asarray(pos_user, float)
     n_item, pos_item = np.asarray(n_item, float), np.asarray(pos_item, float)
-    w = RATE_PRIOR_WEIGHT
-    return {"user_rate": (pos_user + 0.5 * w) / (n_user + w), "item_rate": (pos_item + 0.5 * w) / (n_item + w),
+    return {"user_rate": shrunk_rate(pos_user, n_user, 0.5), "item_rate": shrunk_rate(pos_item, n_item, 0.5),
             "user_log_n": np.log1p(n_user), "item_log_n": np.log1p(n_item)}
 
 
@@ -75,26 +79,25 @@ def item_categories(category: str | None) -> list[str]:
     return [c for c in re.split(r"\s*,\s*", (category or "").strip()) if c]
 
 
-def category_rate(user_rate: float | np.ndarray, counts: list[tuple[int, int]]) -> float | np.ndarray:
-    """The user's like-rate in an item's categories: per category, their earlier positives and interactions
-    shrunk towards their overall rate with the prior weight, averaged over the categories; the overall rate for
-    an item without categories."""
+def category_rate(user_rate: float, counts: list[tuple[int, int]],
+                  weight: float = RATE_PRIOR_WEIGHT) -> float:
+    """The user's like-rate in an item's categories: per category (interactions, positives) shrunk towards their
+    overall rate, averaged over the categories; the overall rate for an item without categories."""
     if not counts:
         return user_rate
-    w = RATE_PRIOR_WEIGHT
-    return sum((pos + w * user_rate) / (n + w) for n, pos in counts) / len(counts)
+    return sum(shrunk_rate(pos, n, user_rate, weight) for n, pos in counts) / len(counts)
 
 
-def point_in_time_rates(engine: Engine, frame: pd.DataFrame) -> pd.DataFrame:
+def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = True) -> pd.DataFrame:
     """Per row: the user's and the item's interactions before the row's time (never its own label), and the
-    user's rate in the item's categories (CATEGORY_RATE)."""
+    user's rate in the item's categories (CATEGORY_RATE; without `categories` their overall rate, unqueried)."""
     params = {"row_ids": frame["id"].astype("int64").tolist(), "user_ids": frame["user_id"].astype("int64").tolist(),
               "item_ids": frame["item_id"].astype("int64").tolist(),
               "times": [t.to_pydatetime() for t in frame["occurred_at"]]}
     with engine.connect() as conn:
         rows = conn.execute(query("point_in_time_counts"), params).all()
         by_category: dict[int, list[tuple[int, int]]] = {}
-        for r in conn.execute(query("user_category_counts"), params):
+        for r in conn.execute(query("user_category_counts"), params) if categories else ():
             by_category.setdefault(int(r.row_id), []).append((int(r.n), int(r.pos)))
     counts = pd.DataFrame(rows, columns=["id", "user_n", "user_pos", "item_n", "item_pos"]).set_index("id")
     counts = counts.reindex(frame["id"].astype("int64").to_numpy()).fillna(0)
@@ -107,14 +110,16 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame) -> pd.DataFrame:
 def side_columns(config) -> list[str]:
     """The columns a model version reads beside the text, in its input order: with `category_rate` the user's
     rate in the item's categories takes the place of their overall rate."""
-    if getattr(config, "category_rate", False):
+    if config.category_rate:
         return [CATEGORY_RATE, *SIDE_COLUMNS[1:]]
     return SIDE_COLUMNS
 
 
-def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.DataFrame:
+def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
+                   categories: bool = True) -> pd.DataFrame:
     """One example per clean row: user_text, item_text, the ids of the user's recent liked items, label, plus
-    the columns drift looks at."""
+    the columns drift looks at; `categories`: whether a model will read the user's rate in the item's categories
+    (point_in_time_rates)."""
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
                                      "history_item_ids", "event_type", "dwell_ms", "category", "hour", "item_text_len",
@@ -146,7 +151,7 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int) -> pd.
     activity = count_buckets(engine, "user_activity_counts", sorted(set(out["user_id"].tolist())), until)
     out["item_popularity_bucket"] = out["item_id"].map(popularity).fillna(0).astype("int64")
     out["user_activity_bucket"] = out["user_id"].map(activity).fillna(0).astype("int64")
-    rates = point_in_time_rates(engine, out)
+    rates = point_in_time_rates(engine, out, categories)
     for column in [*SIDE_COLUMNS, CATEGORY_RATE]:
         out[column] = rates[column].to_numpy()
     return out

@@ -409,10 +409,12 @@ def run_update(
     from freshrec.model import load_tokenizer
 
     timer = time.perf_counter()
-    examples = build_examples(engine, clean, cfg.history_len)
     champion_model = champion_config = None
     if champion is not None:
         champion_model, champion_config = load_artifact(champion.artifact, champion.sha256)
+    # the user x category counts only when a model of this cycle reads them (a warm start keeps its inputs)
+    categories = champion_config.category_rate if champion_config else cfg.category_rate
+    examples = build_examples(engine, clean, cfg.history_len, categories)
     tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
     device = pick_device(cfg.device)
     metrics: dict = {}
@@ -433,14 +435,14 @@ def run_update(
     timer = time.perf_counter()
     train_part, holdout = split_holdout(examples, cfg.holdout_share, cfg.holdout, cfg.seed)
     backlog = training_backlog(engine, consumer, cfg.max_backlog_rows)
-    waiting = build_examples(engine, backlog, cfg.history_len) if len(backlog) else pd.DataFrame()
+    waiting = build_examples(engine, backlog, cfg.history_len, categories) if len(backlog) else pd.DataFrame()
     replay = pd.DataFrame()
     if replay_before is not None and cfg.replay_ratio > 0:
         fresh = len(train_part) + len(waiting)
         older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
                               replay_seed(cfg.seed, replay_before))
         if len(older):
-            replay = build_examples(engine, older, cfg.history_len)
+            replay = build_examples(engine, older, cfg.history_len, categories)
     train_set = pd.concat([part for part in (waiting, train_part, replay) if len(part)], ignore_index=True)
 
     lr_state = learning_rate_state(engine, cfg.learning_rate)

@@ -201,9 +201,9 @@ def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine)
     assert _cycle()["train"]["learning_rate"] == pytest.approx(expected)
 
 
-def _publish_then_warm_start(env, engine, setting: str, value: str) -> tuple[list[dict], list[dict]]:
-    """A cold-start cycle that publishes, then a warm-started one, under one setting; returns the versions'
-    configs and the champion's top 3 for user 1."""
+def _publish_then_warm_start(env, engine, setting: str, value: str) -> list[dict]:
+    """A cold-start cycle that publishes, then a warm-started one whose champion ranks items, under one setting;
+    returns the versions' configs."""
     from freshrec.serving import load_scorer, rank_items
 
     publish_everything(env)
@@ -216,11 +216,11 @@ def _publish_then_warm_start(env, engine, setting: str, value: str) -> tuple[lis
         configs = conn.execute(sa.text("SELECT config FROM model_versions ORDER BY version")).scalars().all()
     ranked = rank_items(engine, load_scorer(engine), user_id=1, top=3)
     assert len(ranked) == 3 and ranked[0]["score"] >= ranked[-1]["score"]
-    return configs, ranked
+    return configs
 
 
 def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harness, env, engine):
-    configs, _ = _publish_then_warm_start(env, engine, "FRESHREC_ID_BUCKETS", "64")
+    configs = _publish_then_warm_start(env, engine, "FRESHREC_ID_BUCKETS", "64")
     with engine.connect() as conn:
         probe_ids = conn.execute(sa.text("SELECT count(*) FROM probe_set WHERE item_id IS NOT NULL "
                                          "AND cardinality(history_item_ids) > 0")).scalar_one()
@@ -244,7 +244,7 @@ def test_category_rate_models_train_publish_probe_and_rank(prefect_harness, env,
     from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS, side_columns
     from freshrec.model import ModelConfig
 
-    configs, _ = _publish_then_warm_start(env, engine, "FRESHREC_CATEGORY_RATE", "true")
+    configs = _publish_then_warm_start(env, engine, "FRESHREC_CATEGORY_RATE", "true")
     with engine.connect() as conn:
         probe = conn.execute(sa.text("SELECT count(*), count(*) FILTER (WHERE user_category_rate <> user_rate) "
                                      "FROM probe_set")).one()
