@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     id_buckets: int = Field(0, ge=0, description="Rows of the item-id embedding table of new models, e.g. "
                             "32768 (0, the default: text and like-rates only; see README, evaluation). Item ids "
                             "equal modulo the table size share a row.")
-    category_rate: bool = Field(False, description="New models read the user's like-rate in the item's categories "
+    category_rate: bool = Field(True, description="New models read the user's like-rate in the item's categories "
                                 "(items.category, comma-separated) instead of their overall like-rate; see README, "
                                 "evaluation.")
     max_item_tokens: int = Field(48, gt=4)

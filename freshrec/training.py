@@ -58,7 +58,7 @@ class TrainConfig:
     max_item_tokens: int = 48
     max_user_tokens: int = 96
     id_buckets: int = 0
-    category_rate: bool = False
+    category_rate: bool = True
 
 
 @dataclass(frozen=True)

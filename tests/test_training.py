@@ -201,13 +201,14 @@ def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine)
     assert _cycle()["train"]["learning_rate"] == pytest.approx(expected)
 
 
-def _publish_then_warm_start(env, engine, setting: str, value: str) -> list[dict]:
-    """A cold-start cycle that publishes, then a warm-started one whose champion ranks items, under one setting;
-    returns the versions' configs."""
+def _publish_then_warm_start(env, engine, **settings: str) -> list[dict]:
+    """A cold-start cycle that publishes, then a warm-started one whose champion ranks items, under the given
+    FRESHREC_ settings; returns the versions' configs."""
     from freshrec.serving import load_scorer, rank_items
 
     publish_everything(env)
-    env.setenv(setting, value)
+    for name, value in settings.items():
+        env.setenv(name, value)
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=5))
     assert _cycle()["decision"]["version"] == 1
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=6))
@@ -220,11 +221,13 @@ def _publish_then_warm_start(env, engine, setting: str, value: str) -> list[dict
 
 
 def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harness, env, engine):
-    configs = _publish_then_warm_start(env, engine, "FRESHREC_ID_BUCKETS", "64")
+    # with the overall user rate (category rate off), so that input path runs whole cycles too
+    configs = _publish_then_warm_start(env, engine, FRESHREC_ID_BUCKETS="64", FRESHREC_CATEGORY_RATE="false")
     with engine.connect() as conn:
         probe_ids = conn.execute(sa.text("SELECT count(*) FROM probe_set WHERE item_id IS NOT NULL "
                                          "AND cardinality(history_item_ids) > 0")).scalar_one()
     assert [c["id_buckets"] for c in configs] == [64, 64] and probe_ids > 0
+    assert [c["category_rate"] for c in configs] == [False, False]
 
 
 def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harness, env, engine):
@@ -240,11 +243,11 @@ def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harn
     assert 0 < first["train"]["holdout_rows"] <= -(-first["rows_clean"] // 5)
 
 
-def test_category_rate_models_train_publish_probe_and_rank(prefect_harness, env, engine):
+def test_new_models_read_the_category_rate_by_default_through_whole_cycles(prefect_harness, env, engine):
     from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS, side_columns
     from freshrec.model import ModelConfig
 
-    configs = _publish_then_warm_start(env, engine, "FRESHREC_CATEGORY_RATE", "true")
+    configs = _publish_then_warm_start(env, engine)  # no setting: the default
     with engine.connect() as conn:
         probe = conn.execute(sa.text("SELECT count(*), count(*) FILTER (WHERE user_category_rate <> user_rate) "
                                      "FROM probe_set")).one()
