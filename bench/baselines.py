@@ -29,12 +29,16 @@ class LikeRates:
         return (self.pos + 1) / (self.n + 2)
 
     def item_rate(self, items) -> np.ndarray:
-        p = self.prior()
-        return np.array([(self.pos_item[i] + self.w * p) / (self.n_item[i] + self.w) for i in items])
+        from freshrec.features import shrunk_rate
+
+        return shrunk_rate(np.array([self.pos_item[i] for i in items], float),
+                           np.array([self.n_item[i] for i in items], float), self.prior(), self.w)
 
     def user_rate(self, users) -> np.ndarray:
-        p = self.prior()
-        return np.array([(self.pos_user[u] + self.w * p) / (self.n_user[u] + self.w) for u in users])
+        from freshrec.features import shrunk_rate
+
+        return shrunk_rate(np.array([self.pos_user[u] for u in users], float),
+                           np.array([self.n_user[u] for u in users], float), self.prior(), self.w)
 
     def warm(self, rows: pd.DataFrame) -> None:
         """Learn rows that are not scored (the warm-up)."""
@@ -88,6 +92,9 @@ class UserItemRatesPerEvent(UserItemRates):
     def learn_group(self, rows: pd.DataFrame) -> None:
         LikeRates.learn(self, rows)
 
+    def warm(self, rows: pd.DataFrame) -> None:
+        self.learn_group(rows)
+
     def learn(self, rows: pd.DataFrame) -> None:
         """Nothing left: score() learned every row, in time order."""
 
@@ -119,9 +126,6 @@ class UserGenreItemRatesPerEvent(UserItemRatesPerEvent):
             for g in gs:
                 self.n_genre[u, g] += 1
                 self.pos_genre[u, g] += int(y)
-
-    def warm(self, rows: pd.DataFrame) -> None:
-        self.learn_group(rows)
 
 
 class RiverLogisticRegression:

@@ -102,8 +102,8 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
     counts = pd.DataFrame(rows, columns=["id", "user_n", "user_pos", "item_n", "item_pos"]).set_index("id")
     counts = counts.reindex(frame["id"].astype("int64").to_numpy()).fillna(0)
     out = pd.DataFrame(side_features(counts["user_n"], counts["user_pos"], counts["item_n"], counts["item_pos"]))
-    out[CATEGORY_RATE] = [category_rate(rate, by_category.get(int(i), []))
-                          for i, rate in zip(counts.index, out["user_rate"])]
+    out[CATEGORY_RATE] = ([category_rate(rate, by_category.get(int(i), []))
+                           for i, rate in zip(counts.index, out["user_rate"])] if categories else out["user_rate"])
     return out
 
 

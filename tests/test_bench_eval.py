@@ -49,8 +49,8 @@ def test_sweep_runs_every_holdout_mode_and_scores_every_cycle(tmp_path):
     pd.DataFrame({"userId": users, "movieId": movies, "rating": np.where(liked ^ (rng.random(n) < 0.1), 4.5, 2.0),
                   "timestamp": np.sort(rng.integers(0, 10**6, n))}).to_csv(tmp_path / "ratings.csv", index=False)
     rows = main(["--movielens", str(tmp_path), "--model", "tiny", "--id-buckets", "0", "64", "--holdout", "newest",
-                 "users", "--user-rate", "overall", "genre", "--seeds", "0", "--cycle-rows", "100", "--score-cycles", "4", "--warmup-rows", "300",
-                 "--replay-pool", "200", "--resamples", "20"])
+                 "users", "--user-rate", "overall", "genre", "--seeds", "0", "--cycle-rows", "100",
+                 "--score-cycles", "4", "--warmup-rows", "300", "--replay-pool", "200", "--resamples", "20"])
     assert len(rows) == 8 and {(r["id_buckets"], r["holdout"]) for r in rows} == {
         (0, "newest"), (0, "users"), (64, "newest"), (64, "users")}
     assert {r["user_rate"] for r in rows} == {"overall", "genre"}
