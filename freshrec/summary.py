@@ -52,7 +52,10 @@ def build_summary(*, cycle_id: int, consumer: str, pulled: PulledBatch, validate
             summary.train.update({"steps": st.steps, "seconds": round(st.seconds, 2), "device": st.device,
                                   "learning_rate": st.learning_rate, "examples_per_s": round(st.examples_per_s, 1),
                                   "first_loss": st.first_loss, "last_loss": st.last_loss,
-                                  "stopped_by": st.stopped_by})
+                                  "stopped_by": st.stopped_by, "fresh_rows": st.fresh_rows,
+                                  "fresh_rows_trained": st.fresh_rows_trained,
+                                  "fresh_coverage": (round(st.fresh_rows_trained / st.fresh_rows, 4)
+                                                     if st.fresh_rows else None)})
     if drift is not None:
         r = drift.result
         summary.drift = {"status": r.status, "dataset_drift": r.dataset_drift, "drifted_share": r.drifted_share,

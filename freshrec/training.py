@@ -32,6 +32,9 @@ LR_SHRINK = 0.5  # after a candidate whose held-out loss rose above the champion
 LR_RECOVER = 1.25  # after one that did not, back up towards the configured rate
 LR_FLOOR = 1 / 64  # never below this fraction of the configured rate
 ID_LR_MULTIPLIER = 10.0  # the item-id table's rate relative to the encoder's and head's
+# In the first pass over the fresh rows each step still carries this share of replayed rows, so no step sees
+# only the present (forgetting), while the fresh rows are covered in as few steps as possible.
+FIRST_PASS_REPLAY_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ class TrainStats:
     device: str = "cpu"
     learning_rate: float = 0.0
     stopped_by: str = "data"  # data | max_steps | max_seconds
+    fresh_rows: int = 0  # rows of this cycle (and the backlog) the candidate should learn from
+    fresh_rows_trained: int = 0  # of those, rows that were in at least one optimizer step
+    trained_mask: np.ndarray | None = field(default=None, repr=False)  # per example: in at least one step
 
     @property
     def examples_per_s(self) -> float:
@@ -271,9 +277,34 @@ def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, devic
     return np.concatenate(out)
 
 
+def batch_order(n: int, fresh: int, batch_size: int, epochs: int, rng) -> list[np.ndarray]:
+    """The example rows of each micro-batch: every fresh row (rows [0, fresh)) comes in the first pass, each batch
+    topped up with FIRST_PASS_REPLAY_SHARE replayed rows; the replayed rows the first pass left follow; later
+    epochs are uniform permutations of everything. So a budget that ends early has seen the most fresh rows
+    possible, and replay is still drawn uniformly."""
+    fresh_rows, replayed = rng.permutation(fresh), fresh + rng.permutation(n - fresh)
+    per_batch = min(batch_size - 1, round(batch_size * FIRST_PASS_REPLAY_SHARE)) if len(replayed) else 0
+    take = batch_size - per_batch
+    batches, used = [], 0
+    for lo in range(0, fresh, take):
+        extra = replayed[used:used + per_batch]
+        used += len(extra)
+        batches.append(np.concatenate([fresh_rows[lo:lo + take], extra]))
+    rest = replayed[used:]
+    batches += [rest[lo:lo + batch_size] for lo in range(0, len(rest), batch_size)]
+    for _ in range(1, epochs):
+        order = rng.permutation(n)
+        batches += [order[lo:lo + batch_size] for lo in range(0, n, batch_size)]
+    return batches
+
+
 def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: TrainConfig,
-          progress: Callable[[str], None] | None = None, learning_rate: float | None = None) -> TrainStats:
-    """Fine-tune in place on the examples, within the step and time budget (steps are optimizer steps)."""
+          progress: Callable[[str], None] | None = None, learning_rate: float | None = None,
+          fresh_rows: int | None = None) -> TrainStats:
+    """Fine-tune in place on the examples, within the step and time budget (steps are optimizer steps).
+
+    The first `fresh_rows` examples (default: all) are the fresh ones: each comes before any replayed row is
+    used twice (batch_order); the stats say how many of them made it into a step."""
     import torch
 
     device = pick_device(cfg.device)
@@ -287,49 +318,53 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     batch_size = cfg.gpu_batch_size if device.type == "cuda" else cfg.batch_size
     accum = max(1, cfg.grad_accum_steps)
     n = len(examples)
-    steps_per_epoch = math.ceil(n / (batch_size * accum))
-    total = min(cfg.max_steps, cfg.epochs * steps_per_epoch)
+    fresh = n if fresh_rows is None else min(n, fresh_rows)
+    batches = batch_order(n, fresh, batch_size, cfg.epochs, rng)
+    total = min(cfg.max_steps, math.ceil(len(batches) / accum))
     labels = torch.as_tensor(examples["label"].to_numpy(dtype=np.float32))
     users, items = _texts(tokenizer, config, examples)
     side = _side(config, examples)
     ids = _ids(config, examples)
-    stats = TrainStats(device=device.type, learning_rate=lr)
+    stats = TrainStats(device=device.type, learning_rate=lr, fresh_rows=fresh)
+    seen = np.zeros(n, dtype=bool)
+    pending: list[np.ndarray] = []  # rows of the micro-batches since the last optimizer step
     started = time.perf_counter()
     last_report = started
-    micro = 0
-    while stats.steps < total and stats.stopped_by == "data":
-        order = rng.permutation(n)
-        for lo in range(0, n, batch_size):
-            rows = order[lo:lo + batch_size]
-            with _autocast(device):
-                logits = _pair_logits(model, users, items, rows, device, side, ids)
-            loss = loss_fn(logits.float(), labels[rows].to(device, non_blocking=True))
-            (loss / accum).backward()
-            micro += 1
-            stats.examples += len(rows)
-            value = float(loss.detach())
-            stats.first_loss = value if stats.first_loss is None else stats.first_loss
-            stats.last_loss = value
-            if micro % accum:
-                continue
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            stats.steps += 1
-            now = time.perf_counter()
-            if stats.steps >= total:
-                if total == cfg.max_steps and cfg.epochs * steps_per_epoch > cfg.max_steps:
-                    stats.stopped_by = "max_steps"
-                break
-            if now - started > cfg.max_seconds:
-                stats.stopped_by = "max_seconds"
-                break
-            if progress and now - last_report > 5:
-                progress(f"training step {stats.steps}/{total}, loss {value:.4f}, "
-                         f"{stats.examples / (now - started):.0f} examples/s")
-                last_report = now
+    for micro, rows in enumerate(batches, start=1):
+        with _autocast(device):
+            logits = _pair_logits(model, users, items, rows, device, side, ids)
+        loss = loss_fn(logits.float(), labels[rows].to(device, non_blocking=True))
+        (loss / accum).backward()
+        pending.append(rows)
+        stats.examples += len(rows)
+        value = float(loss.detach())
+        stats.first_loss = value if stats.first_loss is None else stats.first_loss
+        stats.last_loss = value
+        if micro % accum and micro < len(batches):
+            continue
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        seen[np.concatenate(pending)] = True
+        pending.clear()
+        stats.steps += 1
+        now = time.perf_counter()
+        if stats.steps >= total:
+            if stats.steps < math.ceil(len(batches) / accum):
+                stats.stopped_by = "max_steps"
+            break
+        if now - started > cfg.max_seconds:
+            stats.stopped_by = "max_seconds"
+            break
+        if progress and now - last_report > 5:
+            progress(f"training step {stats.steps}/{total}, loss {value:.4f}, "
+                     f"{stats.examples / (now - started):.0f} examples/s, fresh rows trained "
+                     f"{int(seen[:fresh].sum())}/{fresh}")
+            last_report = now
     optimizer.zero_grad(set_to_none=True)
     stats.seconds = time.perf_counter() - started
+    stats.fresh_rows_trained = int(seen[:fresh].sum())
+    stats.trained_mask = seen
     model.eval()
     return stats
 
@@ -453,10 +488,13 @@ def run_update(
                                   max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=cfg.seed,
                                   id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)
         candidate = build_model(config)
-    stats = train(candidate, tokenizer, config, train_set, cfg, progress, learning_rate=lr_state.lr)
+    fresh = len(waiting) + len(train_part)  # train_set starts with them: every one before replay repeats
+    stats = train(candidate, tokenizer, config, train_set, cfg, progress, learning_rate=lr_state.lr,
+                  fresh_rows=fresh)
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
-             "%.0f examples/s, loss %.4f -> %.4f", stats.steps, lr_state.lr, len(train_set), len(waiting),
-             len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0, stats.last_loss or 0)
+             "%.0f examples/s, loss %.4f -> %.4f; fresh rows trained %d of %d", stats.steps, lr_state.lr,
+             len(train_set), len(waiting), len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0,
+             stats.last_loss or 0, stats.fresh_rows_trained, stats.fresh_rows)
     outcome.seconds["train"] = time.perf_counter() - timer
 
     timer = time.perf_counter()
@@ -485,7 +523,11 @@ def run_update(
     outcome.train_rows = len(train_set)
     outcome.backlog_rows = len(waiting)
     outcome.replay_rows = len(replay)
-    outcome.backlog_used = backlog["id"].astype(int).tolist() if len(backlog) else []
-    outcome.backlog_add = {"held_out": holdout["id"].astype(int).tolist()}
+    # Fresh rows the budget did not reach stay queued (backlog rows) or join the queue: the next cycle
+    # trains them first, so no clean row is silently never seen.
+    trained = stats.trained_mask
+    outcome.backlog_used = (waiting["id"][trained[:len(waiting)]].astype(int).tolist() if len(waiting) else [])
+    outcome.backlog_add = {"held_out": holdout["id"].astype(int).tolist(),
+                           "not_trained": train_part["id"][~trained[len(waiting):fresh]].astype(int).tolist()}
     outcome.stats = stats
     return outcome

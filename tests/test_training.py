@@ -183,6 +183,51 @@ def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
     assert _cycle()["train"]["backlog_rows"] == held_out  # last cycle's held-out rows are trained on now
 
 
+@pytest.mark.unit
+def test_first_pass_covers_every_fresh_row_before_replay_repeats():
+    from freshrec.training import FIRST_PASS_REPLAY_SHARE, batch_order
+
+    n, fresh, size = 300, 100, 32
+    batches = batch_order(n, fresh, size, epochs=2, rng=np.random.default_rng(0))
+    take = size - round(size * FIRST_PASS_REPLAY_SHARE)
+    first_pass = batches[:-(-fresh // take)]
+    covered = np.concatenate(first_pass)
+    assert set(range(fresh)) <= set(covered.tolist())  # every fresh row in the first steps
+    assert all(len(b) <= size for b in batches)
+    assert all((b >= fresh).any() for b in first_pass)  # no step of only the present
+    # the first epoch takes every row exactly once, replay included; the second is a plain shuffle of all
+    second_epoch = -(-n // size)
+    assert sorted(np.concatenate(batches[:-second_epoch]).tolist()) == list(range(n))
+    assert sorted(np.concatenate(batches[-second_epoch:]).tolist()) == list(range(n))
+    # no fresh rows: a plain shuffle
+    plain = np.concatenate(batch_order(50, 0, 16, 1, np.random.default_rng(1)))
+    assert sorted(plain.tolist()) == list(range(50))
+
+
+def test_fresh_rows_beyond_the_budget_are_trained_first_next_cycle(prefect_harness, env, engine):
+    publish_everything(env)
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=10))
+    assert _cycle()["train"]["fresh_coverage"] == 1.0  # the default budget covers a small batch
+    env.setenv("FRESHREC_MAX_TRAIN_STEPS", "3")
+    env.setenv("FRESHREC_BATCH_SIZE", "16")
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=400, seed=11))
+    limited = _cycle()
+    train_info = limited["train"]
+    fresh = train_info["fresh_rows"]
+    assert train_info["replay_rows"] > 0 and fresh == train_info["backlog_rows"] + limited["rows_clean"] - \
+        train_info["holdout_rows"]
+    # 3 steps of 16 rows, 12 of them fresh and 4 replayed: the rest waits, nothing is silently dropped
+    assert train_info["fresh_rows_trained"] == 3 * 12 and train_info["fresh_coverage"] < 1
+    assert count(engine, "training_backlog", "reason IN ('not_trained', 'held_out')") == \
+        fresh - 36 + train_info["holdout_rows"]
+    env.setenv("FRESHREC_MAX_TRAIN_STEPS", "1000")
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=100, seed=12))
+    catch_up = _cycle()
+    assert catch_up["train"]["backlog_rows"] == fresh - 36 + train_info["holdout_rows"]
+    assert catch_up["train"]["fresh_coverage"] == 1.0
+    assert count(engine, "training_backlog", "reason = 'not_trained'") == 0
+
+
 def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine):
     publish_everything(env)
     env.setenv("FRESHREC_LEARNING_RATE", "0.002")
