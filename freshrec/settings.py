@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     train_mode: Literal["lora", "full"] = "lora"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
+    cpu_threads: int = Field(0, ge=0, description="PyTorch threads on the CPU; 0: every usable core but one "
+                             "(PostgreSQL, Prefect and serving share the node). OpenMP's wait policy is "
+                             "OMP_WAIT_POLICY, PASSIVE unless set (see freshrec/cpu.py).")
 
     # --- schedule -----------------------------------------------------------------------------
     schedule_interval_s: int = Field(300, gt=0, description="Seconds between scheduled update cycles.")

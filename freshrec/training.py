@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
+from freshrec.cpu import cpu_threads
 from freshrec.features import build_examples, split_holdout
 from freshrec.ingest import Cursor
 from freshrec.metrics import evaluate
@@ -62,6 +62,7 @@ class TrainConfig:
     max_user_tokens: int = 96
     id_buckets: int = 0
     category_rate: bool = True
+    cpu_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ def cuda_requested(requested: str) -> bool:
     return requested == "cuda" or torch.cuda.is_available()
 
 
-def pick_device(requested: str):
+def pick_device(requested: str, threads: int = 0):
+    """The torch device; on the CPU also sets the intra-op threads (freshrec.cpu.cpu_threads)."""
     import torch
 
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
@@ -155,7 +157,7 @@ def pick_device(requested: str):
             raise ModelError("FRESHREC_DEVICE is 'cuda' but PyTorch sees no GPU: install a CUDA build of torch "
                              "(see README) or set FRESHREC_DEVICE=auto.")
         return torch.device("cuda")
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    torch.set_num_threads(cpu_threads(threads))
     return torch.device("cpu")
 
 
@@ -307,7 +309,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     used twice (batch_order); the stats say how many of them made it into a step."""
     import torch
 
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, cfg.cpu_threads)
     model.to(device).train()
     lr = learning_rate or cfg.learning_rate
     params = [p for p in model.parameters() if p.requires_grad]
@@ -451,7 +453,7 @@ def run_update(
     categories = champion_config.category_rate if champion_config else cfg.category_rate
     examples = build_examples(engine, clean, cfg.history_len, categories)
     tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, cfg.cpu_threads)
     metrics: dict = {}
     if champion_model is not None and len(examples):
         examples["champion_score"] = predict(champion_model, tokenizer, champion_config, examples, device)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from freshrec.cpu import OPENMP_DEFAULTS
 from freshrec_cli.output import emit, progress, setup_logging
 from freshrec_cli.serving import DEPLOYMENT_NAME
 
@@ -19,6 +20,9 @@ for _key, _value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                      "PREFECT_LOGGING_EXTRA_LOGGERS": "freshrec",
                      "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
                      "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}.items():
+    os.environ.setdefault(_key, _value)
+# OpenMP reads its wait policy only from the environment, once, when torch loads it (freshrec/cpu.py).
+for _key, _value in OPENMP_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

@@ -59,7 +59,8 @@ def train_config(settings: Settings) -> TrainConfig:
         min_train_rows=settings.min_train_rows, min_eval_rows=settings.min_eval_rows,
         replay_ratio=settings.replay_ratio, probe_size=settings.probe_size, history_len=settings.history_len,
         max_item_tokens=settings.max_item_tokens, max_user_tokens=settings.max_user_tokens,
-        id_buckets=settings.id_buckets, category_rate=settings.category_rate)
+        id_buckets=settings.id_buckets, category_rate=settings.category_rate,
+        cpu_threads=settings.cpu_threads)
 
 
 def publish_policy(settings: Settings) -> PublishPolicy:
