@@ -40,6 +40,18 @@ class LikeRates:
         return shrunk_rate(np.array([self.pos_user[u] for u in users], float),
                            np.array([self.n_user[u] for u in users], float), self.prior(), self.w)
 
+    def inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """freshrec's side features of the rows computed from these counts (features.side_features, shrunk towards
+        0.5 unlike this contender's own rates): what build_examples gives a row whose strictly earlier events are
+        the ones learned so far. Without genre counts the category rate is the overall user rate."""
+        from freshrec.features import CATEGORY_RATE, side_features
+
+        users, items = rows["user_id"], rows["item_id"]
+        out = pd.DataFrame(side_features([self.n_user[u] for u in users], [self.pos_user[u] for u in users],
+                                         [self.n_item[i] for i in items], [self.pos_item[i] for i in items]))
+        out[CATEGORY_RATE] = out["user_rate"]
+        return out
+
     def warm(self, rows: pd.DataFrame) -> None:
         """Learn rows that are not scored (the warm-up)."""
         LikeRates.learn(self, rows)
@@ -76,14 +88,21 @@ class UserItemRatesPerEvent(UserItemRates):
     name = "user+item rates (per event)"
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
+        """Scores in row order; also keeps last_inputs, each row's freshrec side features (inputs()) at its time."""
         out = np.empty(len(rows))
+        inputs = None
         order = np.argsort(rows["occurred_at"].to_numpy(), kind="stable")
         times = rows["occurred_at"].to_numpy()[order]
         starts = np.r_[0, np.flatnonzero(times[1:] != times[:-1]) + 1, len(order)]
         for lo, hi in zip(starts[:-1], starts[1:]):
             group = rows.iloc[order[lo:hi]]
+            seen = self.inputs(group)
+            if inputs is None:
+                inputs = pd.DataFrame(np.nan, index=np.arange(len(rows)), columns=seen.columns)
+            inputs.iloc[order[lo:hi]] = seen.to_numpy()
             out[order[lo:hi]] = self.score_group(group)
             self.learn_group(group)
+        self.last_inputs = inputs
         return out
 
     def score_group(self, rows: pd.DataFrame) -> np.ndarray:
@@ -114,6 +133,14 @@ class UserGenreItemRatesPerEvent(UserItemRatesPerEvent):
 
         return np.array([category_rate(r, [(self.n_genre[u, g], self.pos_genre[u, g]) for g in gs], self.w)
                          for u, gs, r in zip(users, genres, self.user_rate(users))])
+
+    def inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+        from freshrec.features import CATEGORY_RATE, category_rate
+
+        out = super().inputs(rows)
+        out[CATEGORY_RATE] = [category_rate(r, [(self.n_genre[u, g], self.pos_genre[u, g]) for g in gs])
+                              for u, gs, r in zip(rows["user_id"], rows["genres"], out["user_rate"])]
+        return out
 
     def score_group(self, rows: pd.DataFrame) -> np.ndarray:
         z = (logit(self.user_genre_rate(rows["user_id"], rows["genres"])) + logit(self.item_rate(rows["item_id"]))

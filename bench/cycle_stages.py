@@ -2,18 +2,48 @@
 
     python -m bench.cycle_stages --model minilm --rows 1000 [--json]
 
-Runs against a scratch database `freshrec_bench` on FRESHREC_DATABASE_URL's server (or the embedded one),
-through the real Prefect flow, in one process.
+Runs against a scratch database `freshrec_bench` on FRESHREC_DATABASE_URL's server (or the embedded one), in one
+process, through freshrec.steps: the stage functions the flow's tasks call, with one Settings (the environment's
+plus this run's explicit overrides). Prefect's own overhead per task (tens of milliseconds) is not in these figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
+
+
+def run_cycle(settings, engine) -> dict:
+    """One cycle's stages in the flow's order (flows/update.run_one_cycle), timed; returns the cycle summary."""
+    from freshrec import steps
+
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, fn, *args):
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - started, 3)
+
+    cycle_id = steps.begin(settings, engine)
+    pulled = timed("pull", steps.pull, settings, engine)
+    if pulled.rows == 0:
+        return steps.record_empty(settings, engine, cycle_id, pulled, seconds).to_json()
+    validated = timed("validate", steps.validate, settings, engine, pulled)
+    outcome = report = None
+    if validated.accepted:
+        champion = timed("train", steps.load_champion, settings, engine)
+        outcome = timed("train", steps.update, settings, engine, pulled, validated, champion)
+        report = timed("drift", steps.drift, settings, outcome, champion)
+    decision = steps.decide(settings, validated, outcome, report)
+    summary = timed("publish", steps.commit, settings, engine, cycle_id, pulled, validated, outcome, report,
+                    decision, seconds)
+    summary.stage_seconds = dict(seconds)
+    return summary.to_json()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -22,22 +52,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-mode", default="lora", choices=["lora", "full"])
     parser.add_argument("--rows", type=int, default=1000, help="new rows in the warm cycle")
     parser.add_argument("--max-train-seconds", type=float, default=60.0)
+    parser.add_argument("--database", default="freshrec_bench",
+                        help="scratch database (dropped and recreated) on the configured server")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
     from bench.common import scratch_database
     from freshrec.generate import StreamSpec, insert_stream
     from freshrec.settings import load_settings
-    from freshrec_cli.cycles import run_cycle
 
-    engine, url = scratch_database("freshrec_bench")
-    os.environ.update({"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),
-                       "FRESHREC_MODEL": args.model, "FRESHREC_TRAIN_MODE": args.train_mode,
-                       "FRESHREC_MAX_TRAIN_SECONDS": str(args.max_train_seconds), "FRESHREC_PUBLISH_THRESHOLDS": '[{"metric": "auc", "value": 0.0}]',
-                       "FRESHREC_MAX_PROBE_CHANGE": "1.0"})  # measure every stage, whatever the model's quality
-    settings = load_settings()
+    # measure every stage, whatever the model's quality: a gate that publishes every trained candidate
+    settings = load_settings(model=args.model, train_mode=args.train_mode, max_train_seconds=args.max_train_seconds,
+                             publish_thresholds=[{"metric": "auc", "value": 0.0}], max_probe_change=1.0)
+    engine, _ = scratch_database(args.database, settings)
     spec = StreamSpec(users=300, items=400, events=args.rows, drift_at=None, seed=1)
     rows = []
     insert_stream(engine, spec)
@@ -45,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         if label.startswith("warm"):
             insert_stream(engine, StreamSpec(**{**spec.__dict__, "seed": 2}))
         started = time.perf_counter()
-        summary = run_cycle(settings)
+        summary = run_cycle(settings, engine)
         wall = time.perf_counter() - started
         rows.append({"cycle": label, "rows": summary["rows_pulled"], "wall_s": round(wall, 2),
                      **{f"{k}_s": v for k, v in summary["stage_seconds"].items()},

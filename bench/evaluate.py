@@ -5,9 +5,11 @@
 
 The stream (MovieLens ratings in time order, label rating >= 4; or the synthetic stream with its drift point)
 is loaded into a scratch database `freshrec_eval` and replayed through freshrec's real ingestion, in cycles of
---cycle-rows. Everything before the scored window is ingested first (no training), its last
---warmup-train-rows go through one cold-start cycle (the first champion), then each scored cycle is scored by
-every contender *before* any of them learns from it (test-then-train), with the same metric code:
+--cycle-rows, stage by stage through freshrec.steps (the functions the flow's tasks call) with one Settings: the
+environment's FRESHREC_* values plus the run's explicit overrides (model, one epoch, the time budget, no bot rule;
+--set NAME=VALUE for more), recorded in results.json. Everything before the scored window is ingested first (no
+training), its last --warmup-train-rows go through one cold-start cycle (the first champion), then each scored
+cycle is scored by every contender *before* any of them learns from it (test-then-train), with the same metric code:
 
   popularity        smoothed like-rate of the item so far
   user+item rates   smoothed user and item like-rates combined in log-odds
@@ -19,14 +21,16 @@ every contender *before* any of them learns from it (test-then-train), with the 
   full retrain      a model trained from the base on a sample of all data so far, every --retrain-every cycles
 
 Writes <out>/results.json (per-cycle AUC, log loss, NDCG@10, seconds and peak RSS per contender), results.md
-and prequential_auc.png. Needs the 'bench' extra (river, matplotlib).
+and prequential_auc.png (AUC and NDCG@10 per cycle). AUC and log loss are pooled over the scored events; NDCG@10
+(scikit-learn's, tie-aware) ranks each user's items within a cycle and is reported per cycle and as the mean over
+cycles. Differences to freshrec come with 95% intervals from bootstraps over users. Needs the 'bench' extra
+(river, matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
@@ -46,71 +50,56 @@ def rss_mb() -> float:
 
 
 class Stream:
-    """freshrec's own cycle, step by step (the same core functions the flow's tasks call), keeping the rows
-    and the champion's scores that the flow does not return."""
+    """freshrec's own cycle, stage by stage through freshrec.steps (the functions the flow's tasks call) with one
+    Settings, keeping the rows and the champion's scores that the flow does not return."""
 
     def __init__(self, engine, settings):
-        from freshrec.registry import PublishPolicy, parse_thresholds
-        from tasks.common import quality_rules, train_config
-
         self.engine, self.settings = engine, settings
-        self.rules = quality_rules(settings)
-        self.train_cfg = train_config(settings)
-        self.policy = PublishPolicy(parse_thresholds(settings.publish_thresholds), settings.min_eval_rows,
-                                    settings.max_probe_change)
+
+    def rows(self, n: int):
+        """The settings with one cycle taking at most n rows (the only thing that differs between cycles)."""
+        return self.settings.model_copy(update={"max_batch_rows": int(n)})
 
     def ingest_only(self, rows: int) -> pd.DataFrame:
         """Take `rows` rows through pull, validation and commit, without training; returns the clean rows."""
-        from freshrec import cycles, ingest, quality
+        from freshrec import cycles, steps
 
         taken = []
         while rows > 0:
-            pulled = ingest.pull_new_interactions(self.engine, self.settings.consumer, min(rows, 50_000))
+            settings = self.rows(min(rows, 50_000))
+            pulled = steps.pull(settings, self.engine)
             if not pulled.rows:
                 break
-            validated = quality.check_batch(self.engine, pulled, self.rules)
-            cycles.commit_batch(self.engine, cycles.begin_cycle(self.engine, self.settings.consumer), pulled,
-                                validated)
+            validated = steps.validate(settings, self.engine, pulled)
+            cycles.commit_batch(self.engine, steps.begin(settings, self.engine), pulled, validated)
             taken.append(validated.clean)
             rows -= pulled.rows
         return pd.concat(taken, ignore_index=True) if taken else pd.DataFrame()
 
     def cycle(self, rows: int):
         """One full freshrec cycle on the next `rows` rows; returns (outcome, summary)."""
-        from freshrec import cycles, drift, ingest, quality, registry
-        from freshrec.summary import build_summary
-        from freshrec.training import run_update
+        from freshrec import steps
 
-        cycle_id = cycles.begin_cycle(self.engine, self.settings.consumer)
-        pulled = ingest.pull_new_interactions(self.engine, self.settings.consumer, rows)
-        validated = quality.check_batch(self.engine, pulled, self.rules)
-        champion = registry.load_champion(self.engine)
-        outcome = run_update(self.engine, validated.clean, champion, self.train_cfg, consumer=self.settings.consumer,
-                             replay_before=pulled.from_cursor)
-        reference = pd.DataFrame(champion.reference_sample) if champion and champion.reference_sample else None
-        report = drift.measure_drift(reference, drift.drift_frame(outcome.examples, "champion_score"),
-                                     drift_share=self.settings.drift_share, sample_cap=self.settings.drift_sample_cap,
-                                     min_rows=self.settings.drift_min_rows)
-        decision = registry.decide(batch_accepted=validated.accepted, reject_reason=validated.reject_reason,
-                                   trained=outcome.trained, skip_reason=outcome.skip_reason, metrics=outcome.metrics,
-                                   has_champion=champion is not None, drift=report.result, policy=self.policy)
-        summary = build_summary(cycle_id=cycle_id, consumer=self.settings.consumer, pulled=pulled,
-                                validated=validated, outcome=outcome, drift=report, decision=decision,
-                                stage_seconds={})
-        reference_sample = (drift.reference_records(outcome.holdout, "candidate_score", self.settings.drift_sample_cap)
-                            if outcome.trained else None)
-        summary, _ = cycles.commit_cycle(self.engine, summary=summary, pulled=pulled, validated=validated,
-                                         outcome=outcome, drift=report, drift_path=None, decision=decision,
-                                         reference_sample=reference_sample)
+        settings = self.rows(rows)
+        cycle_id = steps.begin(settings, self.engine)
+        pulled = steps.pull(settings, self.engine)
+        validated = steps.validate(settings, self.engine, pulled)
+        champion = steps.load_champion(settings, self.engine)
+        outcome = report = None
+        if validated.accepted:  # as the flow: a rejected batch trains nothing and measures no drift
+            outcome = steps.update(settings, self.engine, pulled, validated, champion)
+            report = steps.drift(settings, outcome, champion)
+        decision = steps.decide(settings, validated, outcome, report)
+        summary = steps.commit(settings, self.engine, cycle_id, pulled, validated, outcome, report, decision)
         return outcome, summary
 
 
 def with_genres(engine, frame: pd.DataFrame) -> pd.DataFrame:
-    from freshrec.features import fetch_items
+    """The rows the baselines read: user, item, label, time, and the item's categories as freshrec splits them."""
+    from freshrec.features import fetch_items, item_categories
 
     items = fetch_items(engine, sorted(set(frame["item_id"].astype("int64"))))
-    genres = {int(i): [g.strip() for g in str(d or c).split(",") if g.strip()]
-              for i, d, c in zip(items.index, items["description"], items["category"])}
+    genres = {int(i): item_categories(c) for i, c in zip(items.index, items["category"])}
     out = frame[["user_id", "item_id", "label", "occurred_at"]].astype(
         {"user_id": "int64", "item_id": "int64", "label": "int64"})
     return out.assign(genres=[genres.get(int(i), []) for i in out["item_id"]])
@@ -120,8 +109,8 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
     """A model trained from the base encoder on a sample of everything so far (the cost reference)."""
     from freshrec.features import build_examples
     from freshrec.model import build_model, load_tokenizer, new_model_config
+    from freshrec.steps import train_config
     from freshrec.training import train
-    from tasks.common import train_config
 
     cfg = train_config(settings)
     sample = history.sample(n=min(rows, len(history)), random_state=seed).sort_values("occurred_at")
@@ -135,23 +124,33 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
     return model, config
 
 
+def eval_settings(args):
+    """The one Settings of the run: the environment's, with the evaluation's explicit overrides."""
+    from freshrec.settings import load_settings
+
+    overrides = {"model": args.model, "epochs": 1, "max_train_steps": 1_000_000,
+                 "max_train_seconds": args.max_train_seconds,
+                 "bot_events_per_minute": 1_000_000}  # MovieLens users rate dozens of films a minute: not a bot there
+    for item in args.set or []:
+        name, _, value = item.partition("=")
+        try:
+            overrides[name.strip()] = json.loads(value)
+        except ValueError:
+            overrides[name.strip()] = value
+    return load_settings(**overrides)
+
+
 def run(args) -> dict:
     from bench.common import scratch_database
-    from freshrec.metrics import evaluate
+    from freshrec.metrics import binary_metrics, ndcg_per_user
     from freshrec.model import load_artifact, load_tokenizer
     from freshrec.registry import load_champion
-    from freshrec.settings import load_settings
     from freshrec.training import pick_device, predict
     from bench.baselines import (Popularity, RiverLogisticRegression, UserGenreItemRatesPerEvent, UserItemRates,
                                  UserItemRatesPerEvent)
 
-    overrides = {  # MovieLens users rate dozens of films a minute: that is not a bot there
-        "FRESHREC_MODEL": args.model, "FRESHREC_BOT_EVENTS_PER_MINUTE": "1000000",
-        "FRESHREC_MAX_TRAIN_SECONDS": str(args.max_train_seconds), "FRESHREC_EPOCHS": "1",
-        "FRESHREC_MAX_TRAIN_STEPS": "1000000"}
-    os.environ.update(overrides)
-    settings = load_settings()
-    engine, _ = scratch_database("freshrec_eval")
+    settings = eval_settings(args)
+    engine, _ = scratch_database(args.database, settings)
     drift_cycle = None
     if args.movielens:
         from freshrec.movielens import load_movielens
@@ -179,6 +178,8 @@ def run(args) -> dict:
     for b in baselines:
         b.warm(with_genres(engine, history))
     outcome, summary = stream.cycle(args.warmup_train_rows)  # cold start: the first champion
+    if outcome is None:
+        raise SystemExit(f"the cold-start batch was rejected: {summary.decision.get('reasons')}")
     cold = outcome.examples
     history = pd.concat([history, cold[["id", "user_id", "item_id", "event_type", "label", "dwell_ms",
                                          "occurred_at"]]], ignore_index=True)
@@ -196,11 +197,14 @@ def run(args) -> dict:
     retrained = None
     cycles_out = []
     pooled: dict[str, list] = {c: [] for c in CONTENDERS}
+    ndcg_users: dict[str, list] = {c: [] for c in CONTENDERS}  # per cycle, each user's NDCG@10
     for k in range(args.score_cycles):
         row: dict = {"cycle": k + 1, "contenders": {}}
         t0 = time.perf_counter()
         outcome, summary = stream.cycle(args.cycle_rows)
         freshrec_s = time.perf_counter() - t0
+        if outcome is None:
+            raise SystemExit(f"scored cycle {k + 1}'s batch was rejected: {summary.decision.get('reasons')}")
         ex = outcome.examples
         if "champion_score" not in ex:
             raise SystemExit("freshrec had no champion to score with")
@@ -219,13 +223,18 @@ def run(args) -> dict:
             scores[b.name] = b.score(rows)
             b.learn(rows)
             seconds[b.name] = time.perf_counter() - t0
+        copy = next(b for b in baselines if isinstance(b, UserGenreItemRatesPerEvent)).last_inputs
+        row["inputs_max_abs_diff"] = inputs_difference(copy, ex, settings.category_rate)
         history = pd.concat([history, ex[["id", "user_id", "item_id", "event_type", "label", "dwell_ms",
                                           "occurred_at"]]], ignore_index=True)
         for name in CONTENDERS:
-            m = evaluate(ex["user_id"], ex["label"], scores[name], settings.min_eval_rows)
-            row["contenders"][name] = {"auc": m["auc"], "logloss": m["logloss"], "ndcg_at_10": m["ndcg_at_10"],
-                                       "n": m["n"], "seconds": round(seconds[name], 2)}
+            m = binary_metrics(ex["label"], scores[name], settings.min_eval_rows)
+            per_user = ndcg_per_user(ex["user_id"], ex["label"], scores[name], 10)
+            row["contenders"][name] = {"auc": m["auc"], "logloss": m["logloss"],
+                                       "ndcg_at_10": float(per_user.mean()) if len(per_user) else None,
+                                       "ndcg_users": len(per_user), "n": m["n"], "seconds": round(seconds[name], 2)}
             pooled[name].append((ex["label"].to_numpy(), scores[name], ex["user_id"].to_numpy()))
+            ndcg_users[name].append(per_user)
         row["freshrec_published"] = summary.decision.get("published")
         row["drift"] = (summary.drift or {}).get("drifted_share")
         row["peak_rss_mb"] = rss_mb()
@@ -233,26 +242,50 @@ def run(args) -> dict:
         print(f"cycle {k + 1}/{args.score_cycles}: " + ", ".join(
             f"{n} {row['contenders'][n]['auc']:.3f}" for n in CONTENDERS), file=sys.stderr)
 
-    totals = {}
-    for name in CONTENDERS:
-        y = np.concatenate([p[0] for p in pooled[name]])
-        s = np.concatenate([p[1] for p in pooled[name]])
-        u = np.concatenate([p[2] for p in pooled[name]])
-        m = evaluate(u, y, s)
-        totals[name] = {"auc": m["auc"], "logloss": m["logloss"], "ndcg_at_10": m["ndcg_at_10"], "n": m["n"],
-                        "seconds_per_cycle": round(np.mean([c["contenders"][name]["seconds"] for c in cycles_out]),
-                                                   2)}
-    comparisons = {f"freshrec - {other}": paired_auc_difference(pooled["freshrec"], pooled[other])
-                   for other in ("frozen", "user+item rates (per event)", "user-in-genre+item rates (per event)",
-                                 "full retrain")}
     result = {"stream": stream_name, "model": args.model, "cycle_rows": args.cycle_rows,
               "scored": f"the last {args.score_cycles * args.cycle_rows} of {total} events "
                         f"({args.score_cycles} cycles) after {warmup} warm-up events",
-              "totals": totals, "comparisons": comparisons, "cycles": cycles_out,
-              "wall_s": round(time.perf_counter() - started), "peak_rss_mb": rss_mb()}
+              "settings": settings.model_dump(mode="json", exclude={"database_url"}),
+              "totals": totals(cycles_out, pooled, settings.min_eval_rows),
+              "comparisons": {f"freshrec - {other}": {**paired_auc_difference(pooled["freshrec"], pooled[other]),
+                                                      **paired_ndcg_difference(ndcg_users["freshrec"],
+                                                                               ndcg_users[other])}
+                              for other in COMPARED},
+              "cycles": cycles_out, "wall_s": round(time.perf_counter() - started), "peak_rss_mb": rss_mb()}
     if drift_cycle is not None:
         result["recovery_cycles"] = recovery(cycles_out, drift_cycle)
     return result
+
+
+def inputs_difference(copy: pd.DataFrame, examples: pd.DataFrame, category_rate: bool) -> float:
+    """Largest difference between freshrec's side features of the cycle's rows (from SQL) and the per-event
+    contenders' pandas copy of them: 0 when the bench's baselines see exactly the information freshrec's inputs
+    hold (they learn only clean rows, so quarantined rows would show here)."""
+    from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS
+
+    columns = [*SIDE_COLUMNS, CATEGORY_RATE] if category_rate else SIDE_COLUMNS
+    return round(float(np.abs(copy[columns].to_numpy(float) - examples[columns].to_numpy(float)).max()), 9)
+
+
+COMPARED = ("frozen", "user+item rates (per event)", "user-in-genre+item rates (per event)", "full retrain")
+
+
+def totals(cycles: list[dict], pooled: dict[str, list], min_rows: int) -> dict:
+    """Per contender: AUC and log loss pooled over the scored events; NDCG@10 as the mean of the per-cycle NDCG
+    (a cycle ranks each user's items of that cycle; pooling cycles would rank items across cycles)."""
+    from freshrec.metrics import binary_metrics
+
+    out = {}
+    for name in CONTENDERS:
+        m = binary_metrics(np.concatenate([p[0] for p in pooled[name]]),
+                           np.concatenate([p[1] for p in pooled[name]]), min_rows)
+        ndcg = [c["contenders"][name]["ndcg_at_10"] for c in cycles
+                if c["contenders"][name]["ndcg_at_10"] is not None]
+        out[name] = {"auc": m["auc"], "logloss": m["logloss"], "ndcg_at_10": float(np.mean(ndcg)) if ndcg else None,
+                     "ndcg_cycles": len(ndcg), "n": m["n"],
+                     "seconds_per_cycle": round(float(np.mean([c["contenders"][name]["seconds"] for c in cycles])),
+                                                2)}
+    return out
 
 
 def paired_auc_difference(a: list, b: list, resamples: int = 1000, seed: int = 0) -> dict:
@@ -277,6 +310,35 @@ def paired_auc_difference(a: list, b: list, resamples: int = 1000, seed: int = 0
             "share_of_resamples_above_zero": round(float(np.mean(np.array(diffs) > 0)), 3), "users": len(uniq)}
 
 
+def paired_ndcg_difference(a: list, b: list, resamples: int = 1000, seed: int = 0) -> dict:
+    """NDCG@10(a) - NDCG@10(b) as the mean over cycles of the per-cycle mean of per-user differences (the same
+    statistic as the table's NDCG), with a 95% interval from a bootstrap over users: each resample draws users
+    with replacement and weighs each user's differences, in every cycle they appear in, by their draws.
+    a, b: per cycle, a Series of each user's NDCG@10 (the same users for both: they have the same labels)."""
+    if not any(len(x) for x in a):
+        return {"ndcg_difference": None, "ndcg_ci95": None, "ndcg_users": 0}
+    users = np.unique(np.concatenate([x.index.to_numpy() for x in a if len(x)]))
+    diff = np.zeros((len(a), len(users)))  # cycle x user: the difference where the user counts in the cycle
+    present = np.zeros_like(diff)
+    for c, (x, y) in enumerate(zip(a, b)):
+        cols = np.searchsorted(users, x.index.to_numpy())
+        diff[c, cols], present[c, cols] = (x - y.reindex(x.index)).to_numpy(), 1.0
+
+    def statistic(weights: np.ndarray) -> np.ndarray:  # weights: resamples x users -> resamples
+        total, counted = weights @ (diff * present).T, weights @ present.T
+        per_cycle = np.where(counted > 0, total / np.maximum(counted, 1e-12), np.nan)
+        return np.nanmean(per_cycle, axis=1)
+
+    rng = np.random.default_rng(seed)
+    draws = np.stack([np.bincount(rng.integers(0, len(users), len(users)), minlength=len(users))
+                      for _ in range(resamples)]).astype(float)
+    diffs = statistic(draws)
+    point = float(statistic(np.ones((1, len(users))))[0])
+    lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
+    return {"ndcg_difference": round(point, 4), "ndcg_ci95": [round(float(lo), 4), round(float(hi), 4)],
+            "ndcg_users": len(users)}
+
+
 def recovery(cycles: list[dict], drift_cycle: int, margin: float = 0.02) -> dict:
     """Cycles after the drift point until a contender's AUC is back within margin of its pre-drift level."""
     out = {}
@@ -296,34 +358,52 @@ def write_outputs(result: dict, out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1))
+
+    def fmt(value, sign: str = "") -> str:
+        return "n/a" if value is None else f"{value:{sign}.4f}"
+
     lines = [f"Stream: {result['stream']}; model {result['model']}; scored {result['scored']}.", "",
-             "| contender | AUC | log loss | NDCG@10 | seconds per cycle |", "|---|---|---|---|---|"]
+             "AUC and log loss over all scored events; NDCG@10 per cycle (each user's items of the cycle, tied "
+             "scores share their gain), then the mean over cycles.", "",
+             "| contender | AUC | log loss | NDCG@10 (mean over cycles) | seconds per cycle |", "|---|---|---|---|---|"]
     for name, t in sorted(result["totals"].items(), key=lambda kv: -(kv[1]["auc"] or 0)):
-        lines.append(f"| {name} | {t['auc']:.4f} | {t['logloss']:.4f} | "
-                     f"{t['ndcg_at_10'] if t['ndcg_at_10'] is None else round(t['ndcg_at_10'], 4)} | "
+        lines.append(f"| {name} | {fmt(t['auc'])} | {fmt(t['logloss'])} | {fmt(t['ndcg_at_10'])} | "
                      f"{t['seconds_per_cycle']} |")
-    lines += ["", "| comparison (same events) | AUC difference | 95% interval (bootstrap over users) |",
-              "|---|---|---|"]
-    lines += [f"| {name} | {c['auc_difference']:+.4f} | {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f} |"
-              for name, c in result.get("comparisons", {}).items()]
+    lines += ["", "| comparison (same events) | AUC difference | 95% interval | NDCG@10 difference | 95% interval |",
+              "|---|---|---|---|---|"]
+    for name, c in result.get("comparisons", {}).items():
+        ndcg_ci = c.get("ndcg_ci95") or [None, None]
+        lines.append(f"| {name} | {c['auc_difference']:+.4f} | {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f} | "
+                     f"{fmt(c.get('ndcg_difference'), '+')} | {fmt(ndcg_ci[0], '+')} to {fmt(ndcg_ci[1], '+')} |")
+    lines += ["", "Intervals: bootstrap over users (a user's events move together)."]
+    gaps = [c["inputs_max_abs_diff"] for c in result["cycles"] if c.get("inputs_max_abs_diff") is not None]
+    if gaps:
+        lines += [f"freshrec's side features (SQL, point in time) vs the per-event contenders' pandas copy: largest "
+                  f"difference {max(gaps):.2g} over the scored rows."]
     if "recovery_cycles" in result:
         lines += ["", "| contender | AUC before the drift | cycles to recover (within 0.02) |", "|---|---|---|"]
         lines += [f"| {n} | {r['pre_drift_auc'] if r['pre_drift_auc'] is None else round(r['pre_drift_auc'], 3)} | "
                   f"{'not within the run' if r['cycles_to_recover'] is None else r['cycles_to_recover']} |"
                   for n, r in result["recovery_cycles"].items()]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for name in CONTENDERS:
-        ax.plot([c["cycle"] for c in result["cycles"]], [c["contenders"][name]["auc"] for c in result["cycles"]],
-                marker="o", markersize=3, label=name, linewidth=2.2 if name == "freshrec" else 1.2)
-    ax.set_xlabel(f"scored cycle ({result['cycle_rows']} interactions each)")
-    ax.set_ylabel("AUC (scored before training)")
-    ax.set_title(f"Prequential AUC: {result['stream']}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=3)
+    fig, (ax_auc, ax_ndcg) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
+    cycle_numbers = [c["cycle"] for c in result["cycles"]]
+    for ax, metric in ((ax_auc, "auc"), (ax_ndcg, "ndcg_at_10")):
+        for name in CONTENDERS:
+            values = [c["contenders"][name][metric] for c in result["cycles"]]
+            ax.plot(cycle_numbers, [np.nan if v is None else v for v in values], marker="o", markersize=3,
+                    label=name, linewidth=2.2 if name == "freshrec" else 1.2)
+        ax.grid(alpha=0.3)
+    ax_ndcg.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax_auc.set_ylabel("AUC (scored before training)")
+    ax_ndcg.set_ylabel("NDCG@10 (per cycle)")
+    ax_ndcg.set_xlabel(f"scored cycle ({result['cycle_rows']} interactions each)")
+    ax_auc.set_title(f"Prequential AUC and NDCG@10: {result['stream']}", fontsize=10)
+    ax_auc.legend(fontsize=8, ncol=3)
     fig.tight_layout()
     fig.savefig(out / "prequential_auc.png", dpi=110)
 
@@ -341,6 +421,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--retrain-every", type=int, default=5)
     parser.add_argument("--retrain-rows", type=int, default=3000)
     parser.add_argument("--max-train-seconds", type=float, default=60)
+    parser.add_argument("--set", action="append", metavar="NAME=VALUE",
+                        help="a further setting of the run, e.g. --set holdout=users (JSON values allowed); "
+                        "the environment's FRESHREC_* give the rest")
+    parser.add_argument("--database", default="freshrec_eval",
+                        help="scratch database (dropped and recreated) on the configured server")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     result = run(args)

@@ -25,22 +25,25 @@ def binary_metrics(labels, scores, min_rows: int = 30) -> dict:
     return out
 
 
-def ndcg_at_k(user_ids, labels, scores, k: int = 10) -> tuple[float | None, int]:
-    """Mean NDCG@k over users who have both a positive and a negative; returns (ndcg, users counted)."""
+def ndcg_per_user(user_ids, labels, scores, k: int = 10) -> pd.Series:
+    """NDCG@k of each user who has both a positive and a negative (scikit-learn's ndcg_score: tied scores share
+    their gain, averaged over the tied orderings, so row order never matters); indexed by user."""
+    from sklearn.metrics import ndcg_score
+
     frame = pd.DataFrame({"u": np.asarray(user_ids), "y": np.asarray(labels, dtype=float),
                           "s": np.asarray(scores, dtype=float)})
-    stats = frame.groupby("u")["y"].agg(["sum", "count"])
-    eligible = stats.index[(stats["sum"] > 0) & (stats["sum"] < stats["count"])]
-    if len(eligible) == 0:
-        return None, 0
-    frame = frame[frame["u"].isin(eligible)]
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    values = []
-    for _, group in frame.groupby("u"):
-        ranked = group.sort_values("s", ascending=False, kind="stable")["y"].to_numpy()[:k]
-        ideal = np.sort(group["y"].to_numpy())[::-1][:k]
-        values.append(float((ranked * discounts[:len(ranked)]).sum() / (ideal * discounts[:len(ideal)]).sum()))
-    return float(np.mean(values)), len(values)
+    values = {}
+    for user, group in frame.groupby("u", sort=True):
+        y = group["y"].to_numpy()
+        if 0 < y.sum() < len(y):
+            values[user] = float(ndcg_score(y[None, :], group["s"].to_numpy()[None, :], k=k))
+    return pd.Series(values, dtype=float)
+
+
+def ndcg_at_k(user_ids, labels, scores, k: int = 10) -> tuple[float | None, int]:
+    """Mean NDCG@k over users who have both a positive and a negative; returns (ndcg, users counted)."""
+    values = ndcg_per_user(user_ids, labels, scores, k)
+    return (float(values.mean()), len(values)) if len(values) else (None, 0)
 
 
 def evaluate(user_ids, labels, scores, min_rows: int = 30) -> dict:

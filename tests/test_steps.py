@@ -1,0 +1,37 @@
+"""freshrec.steps: the stage functions the flow's tasks and the evaluation share."""
+
+import dataclasses
+
+import pytest
+
+from freshrec import steps
+from freshrec.settings import Settings
+
+
+def _unusual_settings() -> Settings:
+    return Settings(model="tiny", train_mode="full", device="cpu", seed=7, learning_rate=3e-4, batch_size=8,
+                    gpu_batch_size=64, grad_accum_steps=2, max_backlog_rows=99, max_train_steps=11,
+                    max_train_seconds=3.5, epochs=3, holdout_share=0.3, holdout="users", min_train_rows=5,
+                    min_eval_rows=7, replay_ratio=0.5, probe_size=12, history_len=2, max_item_tokens=20,
+                    max_user_tokens=30, id_buckets=64, category_rate=False, event_types=["click", "skip"],
+                    max_dwell_ms=1000, clock_skew_s=9, duplicate_window_s=0.5, bot_events_per_minute=17,
+                    batch_reject_share=0.25, publish_thresholds=[{"metric": "auc", "value": 0.6}],
+                    max_probe_change=0.3, drift_num_method="psi", drift_cat_method="jensenshannon",
+                    drift_num_threshold=0.2, drift_cat_threshold=0.3, drift_monitor_only=["hour", "category"])
+
+
+@pytest.mark.unit
+def test_stage_configs_carry_every_setting_as_the_tasks_mapped_them():
+    from tasks import common
+
+    settings = _unusual_settings()
+    assert steps.train_config(settings) == common.train_config(settings)
+    assert steps.quality_rules(settings) == common.quality_rules(settings)
+    assert steps.publish_policy(settings) == common.publish_policy(settings)
+    cfg = dataclasses.asdict(steps.train_config(settings))
+    assert (cfg["seed"], cfg["holdout"], cfg["id_buckets"], cfg["category_rate"]) == (7, "users", 64, False)
+    methods = steps.drift_methods(settings)
+    assert (methods.num_method, methods.cat_method, methods.num_threshold, methods.cat_threshold) == (
+        "psi", "jensenshannon", 0.2, 0.3)
+    assert set(methods.monitor_only) == {"hour", "category"}
+
