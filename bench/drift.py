@@ -22,8 +22,10 @@ def frame(n: int, shifted: bool, seed: int):
     rng = np.random.default_rng(seed)
     return pd.DataFrame({
         "hour": rng.integers(0, 24, n), "dwell_ms": rng.lognormal(9.3 if shifted else 9, 1, n),
-        "item_text_len": rng.integers(40, 90, n), "item_popularity_bucket": rng.integers(0, 9, n),
-        "user_activity_bucket": rng.integers(1, 7, n), "prediction": rng.beta(2, 4 if shifted else 2, n),
+        "item_text_len": rng.integers(40, 90, n), "item_popularity": rng.normal(0, 1.5, n),
+        "user_activity": rng.normal(0, 1, n), "item_rate": rng.beta(3, 3, n),
+        "user_category_rate": rng.beta(2, 4, n) if shifted else rng.beta(4, 3, n),
+        "prediction": rng.beta(2, 4 if shifted else 2, n),
         "event_type": rng.choice(["click", "skip", "like"], n),
         "category": rng.choice([f"c{i}" for i in range(8)], n, p=[0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05]
                                if shifted else None),

@@ -1,7 +1,11 @@
 """Drift between the champion's reference sample and the cycle's clean batch, measured with Evidently.
 
-Columns: the inputs (event type, hour, dwell, item category, item text length), the champion's predicted
-score (prediction drift) and the label (a proxy for concept drift). Evidently picks the statistical method
+The question asked: has the data the champion now sees moved away from the data it was judged on when it was
+published? So the reference is the champion's own publish-time sample: the held-out rows of the cycle that made
+it, with its scores on them (kept with its version). Columns: the inputs (event type, hour, dwell, item category,
+item text length, item popularity and user activity relative to their batch, the item's like-rate and the
+user's like-rate in the item's categories), the champion's predicted score (prediction drift) and the label (a
+proxy for concept drift). Evidently picks the statistical method
 per column from the data size, and with it the direction of the score (distance vs p-value), so the
 per-column verdict is read from Evidently's test status, not from the bare score.
 """
@@ -20,9 +24,14 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-NUMERICAL = ["hour", "dwell_ms", "item_text_len", "item_popularity_bucket", "user_activity_bucket", "prediction"]
-INPUTS = ["hour", "dwell_ms", "item_text_len", "item_popularity_bucket", "user_activity_bucket", "event_type",
-          "category", "label"]
+# Every input is stationary by construction, so only a change in the world moves it: rates, not counts
+# (features.relative_activity: popularity and activity relative to the batch's median item and user;
+# item_rate and the user's like-rate in the item's categories are shrunk point-in-time rates). The user's rate
+# in the item's categories is what shows a shift of interests that leaves the overall mix of categories alone.
+NUMERICAL = ["hour", "dwell_ms", "item_text_len", "item_popularity", "user_activity", "item_rate",
+             "user_category_rate", "prediction"]
+INPUTS = ["hour", "dwell_ms", "item_text_len", "item_popularity", "user_activity", "item_rate",
+          "user_category_rate", "event_type", "category", "label"]
 CATEGORICAL = ["event_type", "category", "label"]
 COLUMNS = NUMERICAL + CATEGORICAL
 PREDICTION = "prediction"

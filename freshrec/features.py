@@ -53,12 +53,16 @@ def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int) -> di
 ACTIVITY_WINDOW = pd.Timedelta(days=7)
 
 
-def count_buckets(engine: Engine, query_name: str, ids: list[int], until: pd.Timestamp) -> dict[int, int]:
-    """log2-buckets of interactions per id over the week before `until`: comparable across batch sizes."""
+def relative_activity(engine: Engine, query_name: str, ids: list[int], until: pd.Timestamp) -> dict[int, float]:
+    """Per id (item or user): log2 of its interactions over the week before `until`, relative to the median id
+    of the same batch (both + 1). Raw counts grow while a history fills and with traffic, so every cycle would
+    look drifted; relative to the window the value only moves when the batch's mix of popular and niche items
+    (or heavy and light users) changes. Comparable across batch sizes and traffic levels."""
     with engine.connect() as conn:
         rows = conn.execute(query(query_name), {"ids": ids, "since": (until - ACTIVITY_WINDOW).to_pydatetime(),
                                                 "until": until.to_pydatetime()}).all()
-    return {int(r.key): int(np.log2(r.n + 1)) for r in rows}
+    counts = pd.Series({int(r.key): int(r.n) for r in rows}, dtype="float64").reindex(ids).fillna(0) + 1
+    return dict(zip(ids, np.log2(counts / counts.median()).round(3))) if len(counts) else {}
 
 
 def shrunk_rate(pos, n, toward, weight: float = RATE_PRIOR_WEIGHT):
@@ -123,7 +127,7 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
                                      "history_item_ids", "event_type", "dwell_ms", "category", "hour", "item_text_len",
-                                     "item_popularity_bucket", "user_activity_bucket", *SIDE_COLUMNS,
+                                     "item_popularity", "user_activity", *SIDE_COLUMNS,
                                      CATEGORY_RATE])
     items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
     histories = fetch_histories(engine, clean, history_len)
@@ -147,10 +151,10 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
     out["item_text_len"] = out["item_text"].str.len().astype("int64")
     until = pd.Timestamp(out["occurred_at"].max())
     until = until.tz_localize("UTC") if until.tzinfo is None else until
-    popularity = count_buckets(engine, "item_popularity_counts", sorted(set(out["item_id"].tolist())), until)
-    activity = count_buckets(engine, "user_activity_counts", sorted(set(out["user_id"].tolist())), until)
-    out["item_popularity_bucket"] = out["item_id"].map(popularity).fillna(0).astype("int64")
-    out["user_activity_bucket"] = out["user_id"].map(activity).fillna(0).astype("int64")
+    popularity = relative_activity(engine, "item_popularity_counts", sorted(set(out["item_id"].tolist())), until)
+    activity = relative_activity(engine, "user_activity_counts", sorted(set(out["user_id"].tolist())), until)
+    out["item_popularity"] = out["item_id"].map(popularity).fillna(0.0).astype("float64")
+    out["user_activity"] = out["user_id"].map(activity).fillna(0.0).astype("float64")
     rates = point_in_time_rates(engine, out, categories)
     for column in [*SIDE_COLUMNS, CATEGORY_RATE]:
         out[column] = rates[column].to_numpy()

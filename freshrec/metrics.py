@@ -51,3 +51,58 @@ def evaluate(user_ids, labels, scores, min_rows: int = 30) -> dict:
     out = binary_metrics(labels, scores, min_rows)
     out["ndcg_at_10"], out["ndcg_users"] = ndcg_at_k(user_ids, labels, scores, 10)
     return out
+
+
+GAIN_METRICS = {"auc": True, "logloss": False, "ndcg_at_10": True}  # metric -> higher is better
+MIN_CLUSTER_USERS = 10  # fewer users on the held-out rows: resample rows (one user's rows are the whole gate)
+
+
+def paired_gains(user_ids, labels, candidate, champion, confidence: float = 0.9, resamples: int = 1000,
+                 seed: int = 0) -> dict:
+    """Candidate minus champion on the same rows, per metric, in the metric's good direction (positive: the
+    candidate is better), with a one-sided lower and upper bound at `confidence` from a paired bootstrap over
+    users (a user's rows move together; with fewer than MIN_CLUSTER_USERS users, over rows). A resample that
+    leaves one class out does not count. {metric: {point, lower, upper, confidence, resamples, unit, units}}."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(labels, dtype=np.float64)
+    a = np.clip(np.asarray(candidate, dtype=np.float64), 1e-6, 1 - 1e-6)
+    b = np.clip(np.asarray(champion, dtype=np.float64), 1e-6, 1 - 1e-6)
+    users = np.asarray(user_ids)
+    if len(y) == 0 or not 0 < y.sum() < len(y):
+        return {}
+    by_user = len(np.unique(users)) >= MIN_CLUSTER_USERS
+    keys, inverse = np.unique(users if by_user else np.arange(len(y)), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    loss_a = -(y * np.log(a) + (1 - y) * np.log(1 - a))
+    loss_b = -(y * np.log(b) + (1 - y) * np.log(1 - b))
+    ndcg_a, ndcg_b = ndcg_per_user(users, y, a), ndcg_per_user(users, y, b)
+    ndcg_gain = (ndcg_a - ndcg_b).to_numpy()
+
+    def gains(rows: np.ndarray) -> dict[str, float]:
+        return {"auc": roc_auc_score(y[rows], a[rows]) - roc_auc_score(y[rows], b[rows]),
+                "logloss": float(loss_b[rows].mean() - loss_a[rows].mean())}
+
+    point = gains(np.arange(len(y)))
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {"auc": [], "logloss": []}
+    for _ in range(resamples):
+        picked = rng.integers(0, len(keys), len(keys))
+        rows = order[np.concatenate([np.arange(starts[k], starts[k + 1]) for k in picked])]
+        if 0 < y[rows].sum() < len(rows):
+            for metric, value in gains(rows).items():
+                draws[metric].append(value)
+    unit = "users" if by_user else "rows"
+    out = {metric: _bounds(point[metric], np.asarray(values), confidence, unit, len(keys))
+           for metric, values in draws.items()}
+    if len(ndcg_gain):  # per-user values: the bootstrap resamples users' NDCG differences directly
+        means = ndcg_gain[rng.integers(0, len(ndcg_gain), (resamples, len(ndcg_gain)))].mean(axis=1)
+        out["ndcg_at_10"] = _bounds(float(ndcg_gain.mean()), means, confidence, "users", len(ndcg_gain))
+    return out
+
+
+def _bounds(point: float, draws: np.ndarray, confidence: float, unit: str, units: int) -> dict:
+    lower, upper = (np.quantile(draws, [1 - confidence, confidence]) if len(draws) else (np.nan, np.nan))
+    return {"point": round(float(point), 6), "lower": round(float(lower), 6), "upper": round(float(upper), 6),
+            "confidence": confidence, "resamples": int(len(draws)), "unit": unit, "units": units}

@@ -14,6 +14,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -101,21 +102,8 @@ def decide(*, batch_accepted: bool, reject_reason: str | None, trained: bool, sk
             rules.append(RuleResult(f"{t.metric}_value", ok, f"candidate {t.metric} {_fmt(value)} {better} "
                                     f"{t.value}", t.metric, value, None, t.value))
         if has_champion and t.change is not None:
-            base = champ.get(t.metric)
-            if value is None or base is None:
-                rules.append(RuleResult(f"{t.metric}_change", False, f"{t.metric} undefined on the held-out rows",
-                                        t.metric, value, base, t.change))
-                continue
-            gain = (value - base) if t.higher_is_better else (base - value)
-            if drifted:
-                rules.append(RuleResult(f"{t.metric}_beats_champion", gain > 0,
-                                        f"drift found, so the candidate must beat the champion: {t.metric} "
-                                        f"{_fmt(value)} vs {_fmt(base)}", t.metric, value, base, 0.0))
-            else:
-                rules.append(RuleResult(f"{t.metric}_change", gain >= t.change,
-                                        f"{t.metric} {_fmt(value)} vs champion {_fmt(base)}: change "
-                                        f"{gain:+.4f} in its good direction, allowed {t.change:+.4f}",
-                                        t.metric, value, base, t.change))
+            rules.append(_change_rule(t, value, champ.get(t.metric), (metrics.get("gain") or {}).get(t.metric),
+                                      drifted))
     probe = metrics.get("probe")
     if has_champion and probe:
         moved = probe["mean_abs_change"]
@@ -130,6 +118,30 @@ def decide(*, batch_accepted: bool, reject_reason: str | None, trained: bool, sk
     publish = all(r.passed for r in rules)
     reasons = [f"{r.rule}: {r.detail}" for r in rules if not r.passed] or ["all rules passed"]
     return Decision(publish, reasons, rules, drift_explains=drifted)
+
+
+def _change_rule(t: MetricThreshold, value: float | None, base: float | None, gain: dict | None,
+                 drifted: bool) -> RuleResult:
+    """Candidate against champion on one metric. Judged on the bound of the paired difference (training.py:
+    metrics.paired_gains) that the data support at the configured confidence: without drift the lower bound
+    must clear the change threshold (a tolerance when negative: non-inferiority); after drift the champion is
+    presumed stale and the lower bound must be above zero (a win the rows support, not a coin toss). Without
+    an interval (no rows of both classes), the point difference decides, as TFX does."""
+    if value is None or base is None:
+        return RuleResult(f"{t.metric}_change", False, f"{t.metric} undefined on the held-out rows",
+                          t.metric, value, base, t.change)
+    point = (value - base) if t.higher_is_better else (base - value)
+    bounded = gain is not None and gain.get("resamples") and np.isfinite(gain.get("lower", np.nan))
+    judged = float(gain["lower"]) if bounded else point
+    how = (f"change {point:+.4f} in its good direction, lower {gain['confidence']:.0%} bound {judged:+.4f} "
+           f"(bootstrap over {gain['units']} {gain['unit']})" if bounded else f"change {point:+.4f}")
+    if drifted:
+        return RuleResult(f"{t.metric}_beats_champion", judged > 0,
+                          f"drift found, so the candidate must beat the champion: {t.metric} {_fmt(value)} vs "
+                          f"{_fmt(base)}, {how}, must be > 0", t.metric, value, base, 0.0)
+    return RuleResult(f"{t.metric}_change", judged >= t.change,
+                      f"{t.metric} {_fmt(value)} vs champion {_fmt(base)}: {how}, allowed {t.change:+.4f}",
+                      t.metric, value, base, t.change)
 
 
 def parse_thresholds(raw: list[dict]) -> tuple[MetricThreshold, ...]:

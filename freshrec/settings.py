@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     # --- drift --------------------------------------------------------------------------------
     drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that flags dataset drift.")
     drift_sample_cap: int = Field(20_000, gt=0)
+    drift_reference_rows: int = Field(2000, gt=0, description="Rows of its cycle's batch a published model keeps, "
+                                      "with its scores, as the reference later batches are compared with.")
     drift_min_rows: int = Field(30, gt=0, description="Fewer rows on either side: 'too small to judge'.")
     drift_num_method: str | None = Field(None, description="Evidently stat test for numeric columns (e.g. ks, "
                                          "wasserstein, psi); unset: chosen by sample size.")
@@ -105,6 +107,9 @@ class Settings(BaseSettings):
          {"metric": "logloss", "higher_is_better": False, "change": -0.02}],
         description="Per metric (auc, logloss, ndcg_at_10): a value threshold and a change threshold against "
         "the champion (negative: a tolerance). An empty list publishes nothing.")
+    gate_confidence: float = Field(0.9, ge=0.5, lt=1, description="Confidence of the one-sided bound on "
+                                   "candidate - champion (paired bootstrap over the held-out users) that each "
+                                   "change threshold is judged on.")
     min_eval_rows: int = Field(30, gt=0, description="Fewest held-out rows a publish decision may rest on.")
     max_probe_change: float = Field(0.15, gt=0, description="Stability guard: mean change of the scores on the "
                                     "probe set a candidate may bring without drift to explain it.")

@@ -53,7 +53,8 @@ def train_config(settings: Settings) -> TrainConfig:
         min_eval_rows=settings.min_eval_rows, replay_ratio=settings.replay_ratio, probe_size=settings.probe_size,
         history_len=settings.history_len, max_item_tokens=settings.max_item_tokens,
         max_user_tokens=settings.max_user_tokens, id_buckets=settings.id_buckets,
-        category_rate=settings.category_rate)
+        category_rate=settings.category_rate, cpu_threads=settings.cpu_threads,
+        drift_reference_rows=settings.drift_reference_rows, gate_confidence=settings.gate_confidence)
 
 
 def publish_policy(settings: Settings) -> PublishPolicy:
@@ -128,7 +129,7 @@ def commit(settings: Settings, engine: Engine, cycle_id: int, pulled: PulledBatc
     summary = build_summary(cycle_id=cycle_id, consumer=settings.consumer, pulled=pulled, validated=validated,
                             outcome=outcome, drift=report, drift_path=drift_path, decision=decision,
                             stage_seconds=stage_seconds or {})
-    reference = (drift_core.reference_records(outcome.holdout, "candidate_score", settings.drift_sample_cap,
+    reference = (drift_core.reference_records(outcome.reference, "candidate_score", settings.drift_sample_cap,
                                               settings.seed) if outcome is not None and outcome.trained else None)
     summary, _ = cycles.commit_cycle(
         engine, summary=summary, pulled=pulled, validated=validated, outcome=outcome, drift=report,

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from freshrec.cpu import cpu_threads
 from freshrec.features import build_examples, split_holdout
 from freshrec.ingest import Cursor
-from freshrec.metrics import evaluate
+from freshrec.metrics import evaluate, paired_gains
 from freshrec.model import Artifact, ModelConfig, build_model, load_artifact, new_model_config, save_artifact
 from freshrec.sqlfiles import query
 
@@ -63,6 +63,8 @@ class TrainConfig:
     id_buckets: int = 0
     category_rate: bool = True
     cpu_threads: int = 0
+    drift_reference_rows: int = 2000
+    gate_confidence: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class UpdateOutcome:
     champion_version: int | None
     examples: pd.DataFrame  # every clean row of the batch, with features and the champion's 'champion_score'
     holdout: pd.DataFrame  # the held-out rows (features.split_holdout), with 'candidate_score'
+    reference: pd.DataFrame | None = None  # drift_reference: the candidate's drift reference, if it is published
     metrics: dict = field(default_factory=dict)  # champion / candidate on the holdout, prequential on all rows
     artifact: Artifact | None = None
     cold_start: bool = False
@@ -432,6 +435,21 @@ def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int) ->
     return probe
 
 
+def drift_reference(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, holdout: pd.DataFrame,
+                    cfg: TrainConfig, device) -> pd.DataFrame:
+    """The sample a published candidate keeps as its drift reference: up to drift_reference_rows of the whole
+    batch (not only the held-out slice: a 100-row slice that happens to be odd would flag drift in every cycle
+    until the next publish), with the candidate's scores ('candidate_score'; in-sample for rows it trained on,
+    which moves their distribution a little towards the labels)."""
+    reference = examples.sample(n=min(cfg.drift_reference_rows, len(examples)), random_state=cfg.seed)
+    known = holdout.set_index("id")["candidate_score"]
+    scores = reference["id"].map(known)
+    missing = scores.isna().to_numpy()
+    if missing.any():
+        scores[missing] = predict(model, tokenizer, config, reference[missing], device)
+    return reference.assign(candidate_score=scores.astype("float64").to_numpy())
+
+
 def run_update(
     engine: Engine,
     clean: pd.DataFrame,
@@ -507,6 +525,10 @@ def run_update(
     if "champion_score" in holdout:
         metrics["champion"] = evaluate(holdout["user_id"], holdout["label"], holdout["champion_score"],
                                        cfg.min_eval_rows)
+        # the gate judges the paired difference with its uncertainty, not two point estimates
+        metrics["gain"] = paired_gains(holdout["user_id"], holdout["label"], holdout["candidate_score"],
+                                       holdout["champion_score"], cfg.gate_confidence, seed=cfg.seed)
+    outcome.reference = drift_reference(candidate, tokenizer, config, examples, holdout, cfg, device)
     probe = probe_pairs(engine, examples, cfg.probe_size, cfg.seed)
     if champion_model is not None and len(probe):
         moved = np.abs(predict(candidate, tokenizer, config, probe, device)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from sqlalchemy.engine import URL, Engine
 
 from freshrec.db import connect, resolve_database_url
-from freshrec.quality import QualityRules
-from freshrec.registry import PublishPolicy, parse_thresholds
 from freshrec.settings import Settings
-from freshrec.training import TrainConfig
+from freshrec.steps import publish_policy, quality_rules, train_config  # noqa: F401  (the tasks' mappings)
 
 
 def retry_on_database_trouble(task, task_run, state) -> bool:
@@ -39,30 +37,3 @@ def database_url_for(settings: Settings) -> URL:
 def engine_for(settings: Settings) -> Engine:
     url = settings.database_url.get_secret_value() if settings.database_url else None
     return connect(url, settings.data_dir, settings.embedded_database)
-
-
-def quality_rules(settings: Settings) -> QualityRules:
-    return QualityRules(
-        event_types=tuple(settings.event_types), max_dwell_ms=settings.max_dwell_ms,
-        clock_skew_s=settings.clock_skew_s, duplicate_window_s=settings.duplicate_window_s,
-        bot_events_per_minute=settings.bot_events_per_minute, batch_reject_share=settings.batch_reject_share)
-
-
-def train_config(settings: Settings) -> TrainConfig:
-    return TrainConfig(
-        model=settings.model, train_mode=settings.train_mode, device=settings.device, seed=settings.seed,
-        learning_rate=settings.learning_rate, batch_size=settings.batch_size, gpu_batch_size=settings.gpu_batch_size,
-        grad_accum_steps=settings.grad_accum_steps, max_backlog_rows=settings.max_backlog_rows,
-        max_steps=settings.max_train_steps,
-        max_seconds=settings.max_train_seconds, epochs=settings.epochs, holdout_share=settings.holdout_share,
-        holdout=settings.holdout,
-        min_train_rows=settings.min_train_rows, min_eval_rows=settings.min_eval_rows,
-        replay_ratio=settings.replay_ratio, probe_size=settings.probe_size, history_len=settings.history_len,
-        max_item_tokens=settings.max_item_tokens, max_user_tokens=settings.max_user_tokens,
-        id_buckets=settings.id_buckets, category_rate=settings.category_rate,
-        cpu_threads=settings.cpu_threads)
-
-
-def publish_policy(settings: Settings) -> PublishPolicy:
-    return PublishPolicy(thresholds=parse_thresholds(settings.publish_thresholds),
-                         min_eval_rows=settings.min_eval_rows, max_probe_change=settings.max_probe_change)

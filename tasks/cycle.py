@@ -86,7 +86,7 @@ def commit_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch, validat
                             outcome=outcome, drift=drift.report if drift else None,
                             drift_path=drift.path if drift else None, decision=decision,
                             stage_seconds=stage_seconds)
-    reference = (reference_records(outcome.holdout, "candidate_score", settings.drift_sample_cap, settings.seed)
+    reference = (reference_records(outcome.reference, "candidate_score", settings.drift_sample_cap, settings.seed)
                  if outcome is not None and outcome.trained else None)
     summary, _ = cycles.commit_cycle(
         engine_for(settings), summary=summary, pulled=pulled, validated=validated, outcome=outcome,

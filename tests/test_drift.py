@@ -14,8 +14,10 @@ def sample(n: int, shifted: bool, seed: int) -> pd.DataFrame:
         "hour": rng.integers(0, 24, n),
         "dwell_ms": rng.lognormal(9, 1, n),
         "item_text_len": rng.integers(40, 90, n),
-        "item_popularity_bucket": rng.integers(0, 8, n),
-        "user_activity_bucket": rng.integers(1, 6, n),
+        "item_popularity": rng.normal(0, 1.5, n),
+        "user_activity": rng.normal(0, 1, n),
+        "item_rate": rng.beta(3, 3, n),
+        "user_category_rate": rng.beta(2, 4, n) if shifted else rng.beta(4, 3, n),
         "prediction": rng.beta(2, 5 if shifted else 2, n),
         "event_type": rng.choice(["click", "skip"], n),
         "category": rng.choice(cats, n, p=p),
@@ -68,9 +70,9 @@ def test_methods_and_thresholds_are_configurable():
 
 
 def test_old_references_without_new_columns_still_compare():
-    old = sample(500, False, 1).drop(columns=["item_popularity_bucket", "user_activity_bucket"])
+    old = sample(500, False, 1).drop(columns=["item_popularity", "user_activity"])
     report = measure_drift(old, sample(500, False, 2), drift_share=0.5, sample_cap=1000, min_rows=30)
-    assert report.result.status == "measured" and "user_activity_bucket" not in report.result.columns
+    assert report.result.status == "measured" and "user_activity" not in report.result.columns
 
 
 def test_reference_records_are_bounded_and_json_ready():

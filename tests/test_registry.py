@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from freshrec import registry
 from freshrec.errors import ModelError
-from freshrec.metrics import evaluate
+from freshrec.metrics import evaluate, paired_gains
 from freshrec.model import build_model, load_tokenizer, save_artifact
 from freshrec.registry import Decision, MetricThreshold, PublishPolicy, decide
 from freshrec.serving import ChampionWatcher, load_scorer, rank_items, serving_engine
@@ -114,14 +114,67 @@ def test_flipped_label_candidate_is_never_published():
                                                max_steps=150, epochs=6))
     held = examples(300, 2)
     users = np.arange(len(held)) % 20
-    metrics = {"candidate": evaluate(users, held["label"], predict(cand, tok, cfg, held)),
-               "champion": evaluate(users, held["label"], predict(champ, tok, cfg, held))}
+    cand_scores, champ_scores = predict(cand, tok, cfg, held), predict(champ, tok, cfg, held)
+    metrics = {"candidate": evaluate(users, held["label"], cand_scores),
+               "champion": evaluate(users, held["label"], champ_scores),
+               "gain": paired_gains(users, held["label"], cand_scores, champ_scores)}
     d = decide(batch_accepted=True, reject_reason=None, trained=True, skip_reason=None, metrics=metrics,
                has_champion=True, drift=None, policy=PublishPolicy())
     assert metrics["champion"]["auc"] > 0.75, metrics  # the setup: a champion that learned the pattern
     assert not d.publish
     failed = {r.rule for r in d.rules if not r.passed}
     assert "auc_change" in failed and "logloss_change" in failed, (failed, metrics)
+
+
+def _scored_holdout(users: int, rows_per_user: int, seed: int):
+    rng = np.random.default_rng(seed)
+    user_ids = np.repeat(np.arange(users), rows_per_user)
+    labels = rng.integers(0, 2, len(user_ids))
+    champion = 1 / (1 + np.exp(-(labels - 0.5 + rng.normal(0, 1.2, len(labels)))))
+    return user_ids, labels, champion, rng
+
+
+def _judge(user_ids, labels, candidate, champion, drifted: bool):
+    from freshrec.drift import DriftResult
+
+    metrics = {"candidate": evaluate(user_ids, labels, candidate), "champion": evaluate(user_ids, labels, champion),
+               "gain": paired_gains(user_ids, labels, candidate, champion, confidence=0.9)}
+    policy = PublishPolicy(thresholds=(MetricThreshold("auc", True, None, -0.01),))
+    return decide(batch_accepted=True, reject_reason=None, trained=True, skip_reason=None, metrics=metrics,
+                  has_champion=True, drift=DriftResult("measured", dataset_drift=drifted), policy=policy), metrics
+
+
+@pytest.mark.unit
+def test_gate_judges_the_bootstrap_bound_not_the_point_difference():
+    user_ids, labels, champion, rng = _scored_holdout(40, 10, 0)
+    # the same model: non-inferior without drift, but no proof of a win after drift
+    same, _ = _judge(user_ids, labels, champion, champion, drifted=False)
+    assert same.publish
+    same_drift, _ = _judge(user_ids, labels, champion, champion, drifted=True)
+    assert not same_drift.publish
+    # a "win" that rests on one user's rows of 40: the point says better, the bound over users does not
+    one_user = champion.copy()
+    mine = user_ids == 0
+    one_user[mine] = 0.01 + 0.98 * labels[mine]
+    coin, m = _judge(user_ids, labels, one_user, champion, drifted=True)
+    gain = m["gain"]["auc"]
+    assert gain["point"] > 0 >= gain["lower"] and gain["unit"] == "users" and gain["units"] == 40
+    assert not coin.publish and "must be > 0" in coin.reasons[0]
+    # a candidate that really separates better: a win the rows support
+    better = 1 / (1 + np.exp(-(2.5 * (labels - 0.5) + rng.normal(0, 1.0, len(labels)))))
+    win, m = _judge(user_ids, labels, better, champion, drifted=True)
+    assert m["gain"]["auc"]["lower"] > 0 and win.publish, win.reasons
+    # a flipped one never
+    flipped, _ = _judge(user_ids, labels, 1 - champion, champion, drifted=False)
+    assert not flipped.publish
+
+
+@pytest.mark.unit
+def test_few_users_resample_rows():
+    user_ids, labels, champion, _ = _scored_holdout(1, 200, 1)
+    gains = paired_gains(user_ids, labels, champion * 0.9, champion)
+    assert gains["auc"]["unit"] == "rows" and gains["auc"]["units"] == 200
+    assert gains["logloss"]["point"] != 0
 
 
 def test_no_thresholds_means_nothing_publishes():

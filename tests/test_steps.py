@@ -13,7 +13,7 @@ def _unusual_settings() -> Settings:
                     gpu_batch_size=64, grad_accum_steps=2, max_backlog_rows=99, max_train_steps=11,
                     max_train_seconds=3.5, epochs=3, holdout_share=0.3, holdout="users", min_train_rows=5,
                     min_eval_rows=7, replay_ratio=0.5, probe_size=12, history_len=2, max_item_tokens=20,
-                    max_user_tokens=30, id_buckets=64, category_rate=False, event_types=["click", "skip"],
+                    max_user_tokens=30, id_buckets=64, category_rate=False, cpu_threads=3, event_types=["click", "skip"],
                     max_dwell_ms=1000, clock_skew_s=9, duplicate_window_s=0.5, bot_events_per_minute=17,
                     batch_reject_share=0.25, publish_thresholds=[{"metric": "auc", "value": 0.6}],
                     max_probe_change=0.3, drift_num_method="psi", drift_cat_method="jensenshannon",
@@ -22,14 +22,15 @@ def _unusual_settings() -> Settings:
 
 @pytest.mark.unit
 def test_stage_configs_carry_every_setting_as_the_tasks_mapped_them():
-    from tasks import common
-
     settings = _unusual_settings()
-    assert steps.train_config(settings) == common.train_config(settings)
-    assert steps.quality_rules(settings) == common.quality_rules(settings)
-    assert steps.publish_policy(settings) == common.publish_policy(settings)
     cfg = dataclasses.asdict(steps.train_config(settings))
-    assert (cfg["seed"], cfg["holdout"], cfg["id_buckets"], cfg["category_rate"]) == (7, "users", 64, False)
+    assert (cfg["seed"], cfg["holdout"], cfg["id_buckets"], cfg["category_rate"], cfg["cpu_threads"]) == (
+        7, "users", 64, False, 3)
+    assert (cfg["max_steps"], cfg["max_seconds"], cfg["replay_ratio"], cfg["min_eval_rows"]) == (11, 3.5, 0.5, 7)
+    rules = steps.quality_rules(settings)
+    assert (rules.event_types, rules.bot_events_per_minute, rules.batch_reject_share) == (("click", "skip"), 17, 0.25)
+    policy = steps.publish_policy(settings)
+    assert (policy.min_eval_rows, policy.max_probe_change, policy.thresholds[0].value) == (7, 0.3, 0.6)
     methods = steps.drift_methods(settings)
     assert (methods.num_method, methods.cat_method, methods.num_threshold, methods.cat_threshold) == (
         "psi", "jensenshannon", 0.2, 0.3)
