@@ -6,7 +6,8 @@ real stream.
 
 freshrec's real cycles (pull, validation, fine-tune, drift against the champion's reference, gate, commit) run
 over the stream in a scratch database `freshrec_drift_alarms`. Synthetic: users' interests are redrawn at the
-start of cycle --shift-cycle (1-based); the first cycle is the cold start (no reference, not counted). Reports
+start of cycle --shift-cycle (1-based), after --warmup events of history; the first cycle is the cold start
+(no reference, not counted). Reports
 per cycle whether Evidently flagged dataset drift and which columns drifted; then the share of flagged cycles
 before the shift (false alarms), how many cycles after the shift the first flag came, and for MovieLens the
 share of flagged cycles over the last --cycles cycles.
@@ -38,14 +39,14 @@ def run(args) -> dict:
     else:
         from freshrec.generate import StreamSpec, insert_stream
 
-        total = args.cycles * args.cycle_rows
-        shift = (args.shift_cycle - 1) * args.cycle_rows
+        total = args.warmup + args.cycles * args.cycle_rows
+        shift = args.warmup + (args.shift_cycle - 1) * args.cycle_rows
         insert_stream(engine, StreamSpec(users=300, items=400, events=total, drift_at=shift / total, seed=args.seed))
     with engine.connect() as conn:
         conn.execute(sa.text("ANALYZE"))
         conn.commit()
     stream = Stream(engine, settings)
-    warmup = total - args.cycles * args.cycle_rows
+    warmup = total - args.cycles * args.cycle_rows  # MovieLens: everything before the last cycles
     if warmup > 0:
         stream.ingest_only(warmup)
     rows = []
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--shift-cycle", type=int, default=11)
     parser.add_argument("--cycle-rows", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=10_000, help="synthetic: events of history before the "
+                        "measured cycles (ingested, not trained on), as a running system has; rates and "
+                        "relative popularity are still filling in a stream without history")
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--max-train-seconds", type=float, default=30)
     parser.add_argument("--seed", type=int, default=1)

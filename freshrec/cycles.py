@@ -22,6 +22,7 @@ from freshrec.drift import DriftReport
 from freshrec.errors import ConcurrentCycleError
 from freshrec.ingest import PulledBatch
 from freshrec.locks import CYCLE_LOCK_NAMESPACE
+from freshrec.rebase import request_done
 from freshrec.quality import SUITE_NAME, SUITE_VERSION, ValidatedBatch, quarantine_payload
 from freshrec.registry import Decision, PublishResult, insert_version_and_maybe_promote, record_decision
 from freshrec.sqlfiles import query
@@ -214,6 +215,8 @@ def commit_cycle(
                 batch_ids += [int(b) for b in conn.execute(query("training_batches_of_backlog"), {
                     "consumer": pulled.consumer, "ids": outcome.backlog_used}).scalars() if b != batch_id]
             _move_backlog(conn, pulled.consumer, summary.cycle_id, outcome)
+            if outcome.trained and outcome.metrics.get("rebase"):
+                request_done(conn, pulled.consumer)  # a rebase asked for by hand has been trained
         if outcome is not None and outcome.artifact is not None:
             publish = insert_version_and_maybe_promote(
                 conn, artifact=outcome.artifact, decision=decision, champion_before=outcome.champion_version,

@@ -107,11 +107,12 @@ def decide(*, batch_accepted: bool, reject_reason: str | None, trained: bool, sk
     probe = metrics.get("probe")
     if has_champion and probe:
         moved = probe["mean_abs_change"]
+        rebase = bool(metrics.get("rebase"))  # a new lineage moves scores by design; its metrics still decide
+        excused = ("; drift explains it" if drifted else "; a rebase starts a new lineage" if rebase else "")
         rules.append(RuleResult(
-            "stability", moved <= policy.max_probe_change or drifted,
+            "stability", moved <= policy.max_probe_change or drifted or rebase,
             f"scores on the {probe['n']} probe pairs moved {moved:.4f} on average (bound "
-            f"{policy.max_probe_change})" + ("; drift explains it" if drifted and moved > policy.max_probe_change
-                                           else ""),
+            f"{policy.max_probe_change})" + (excused if moved > policy.max_probe_change else ""),
             "probe_mean_abs_change", moved, None, policy.max_probe_change))
     if not has_champion:
         rules.append(RuleResult("first_champion", True, "no champion yet: the value thresholds decide"))

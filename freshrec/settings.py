@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     category_rate: bool = Field(True, description="New models read the user's like-rate in the item's categories "
                                 "(items.category, comma-separated) instead of their overall like-rate; see README, "
                                 "evaluation.")
+    rebase_every: int = Field(0, ge=0, description="Every this many candidates, train one from the base model "
+                              "on a recent window instead of warm-starting (freshrec/rebase.py); 0: only when "
+                              "asked with `freshrec models rebase`.")
+    rebase_rows: int = Field(20_000, gt=0, description="Newest clean rows a rebase trains on, besides the batch.")
+    rebase_train_seconds: float = Field(600.0, gt=0, description="Training time budget of a rebase candidate.")
     max_item_tokens: int = Field(48, gt=4)
     max_user_tokens: int = Field(96, gt=4)
 

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from freshrec import cycles, ingest, quality, registry, training
 from freshrec import drift as drift_core
+from freshrec import rebase as rebase_core
 from freshrec.cycles import CycleSummary
 from freshrec.drift import DriftMethods, DriftReport
 from freshrec.ingest import PulledBatch
@@ -54,7 +55,8 @@ def train_config(settings: Settings) -> TrainConfig:
         history_len=settings.history_len, max_item_tokens=settings.max_item_tokens,
         max_user_tokens=settings.max_user_tokens, id_buckets=settings.id_buckets,
         category_rate=settings.category_rate, cpu_threads=settings.cpu_threads,
-        drift_reference_rows=settings.drift_reference_rows, gate_confidence=settings.gate_confidence)
+        drift_reference_rows=settings.drift_reference_rows, gate_confidence=settings.gate_confidence,
+        rebase_rows=settings.rebase_rows, rebase_train_seconds=settings.rebase_train_seconds)
 
 
 def publish_policy(settings: Settings) -> PublishPolicy:
@@ -99,8 +101,10 @@ def load_champion(settings: Settings, engine: Engine) -> ChampionModel | None:
 def update(settings: Settings, engine: Engine, pulled: PulledBatch, validated: ValidatedBatch,
            champion: ChampionModel | None, progress: Callable[[str], None] | None = None) -> UpdateOutcome:
     """Score the clean rows with the champion, fine-tune a candidate, evaluate both on the held-out rows."""
+    rebase = rebase_core.rebase_reason(engine, settings.consumer, settings.rebase_every) if champion else None
     return training.run_update(engine, validated.clean, champion, train_config(settings),
-                               consumer=settings.consumer, replay_before=pulled.from_cursor, progress=progress)
+                               consumer=settings.consumer, replay_before=pulled.from_cursor, progress=progress,
+                               rebase=rebase)
 
 
 def drift(settings: Settings, outcome: UpdateOutcome, champion: ChampionModel | None) -> DriftReport:

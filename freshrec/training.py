@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -65,6 +65,8 @@ class TrainConfig:
     cpu_threads: int = 0
     drift_reference_rows: int = 2000
     gate_confidence: float = 0.9
+    rebase_rows: int = 20_000
+    rebase_train_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -459,16 +461,22 @@ def run_update(
     consumer: str,
     replay_before: Cursor | None = None,
     progress: Callable[[str], None] | None = None,
+    rebase: str | None = None,
 ) -> UpdateOutcome:
-    """Score the batch with the champion, fine-tune a candidate from it, and evaluate both on the holdout."""
+    """Score the batch with the champion, fine-tune a candidate from it, and evaluate both on the holdout.
+
+    With `rebase` (why: freshrec.rebase.rebase_reason) the candidate is instead trained from the base model with
+    the current settings on the newest cfg.rebase_rows clean rows plus the batch, and competes the same way."""
     from freshrec.model import load_tokenizer
 
     timer = time.perf_counter()
     champion_model = champion_config = None
     if champion is not None:
         champion_model, champion_config = load_artifact(champion.artifact, champion.sha256)
+    rebase = rebase if champion is not None else None  # without a champion every candidate starts from the base
     # the user x category counts only when a model of this cycle reads them (a warm start keeps its inputs)
-    categories = champion_config.category_rate if champion_config else cfg.category_rate
+    categories = (champion_config.category_rate if champion_config else cfg.category_rate) or bool(
+        rebase and cfg.category_rate)
     examples = build_examples(engine, clean, cfg.history_len, categories)
     tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
     device = pick_device(cfg.device, cfg.cpu_threads)
@@ -492,7 +500,12 @@ def run_update(
     backlog = training_backlog(engine, consumer, cfg.max_backlog_rows)
     waiting = build_examples(engine, backlog, cfg.history_len, categories) if len(backlog) else pd.DataFrame()
     replay = pd.DataFrame()
-    if replay_before is not None and cfg.replay_ratio > 0:
+    if rebase and replay_before is not None:  # the recent window, in place of the replay sample
+        from freshrec.rebase import recent_rows
+
+        window = recent_rows(engine, consumer, replay_before, cfg.rebase_rows)
+        replay = build_examples(engine, window, cfg.history_len, categories) if len(window) else replay
+    elif replay_before is not None and cfg.replay_ratio > 0:
         fresh = len(train_part) + len(waiting)
         older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
                               replay_seed(cfg.seed, replay_before))
@@ -501,7 +514,11 @@ def run_update(
     train_set = pd.concat([part for part in (waiting, train_part, replay) if len(part)], ignore_index=True)
 
     lr_state = learning_rate_state(engine, cfg.learning_rate)
-    if champion_model is not None:
+    budget = cfg
+    if rebase:  # a fresh start: the configured rate, a budget of its own, one pass over the window
+        lr_state = LrState(cfg.learning_rate, cfg.learning_rate)
+        budget = replace(cfg, max_seconds=cfg.rebase_train_seconds, max_steps=10**9, epochs=1)
+    if champion_model is not None and not rebase:
         candidate, config = load_artifact(champion.artifact)  # warm start: a second copy of the champion
     else:
         config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
@@ -509,7 +526,9 @@ def run_update(
                                   id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)
         candidate = build_model(config)
     fresh = len(waiting) + len(train_part)  # train_set starts with them: every one before replay repeats
-    stats = train(candidate, tokenizer, config, train_set, cfg, progress, learning_rate=lr_state.lr,
+    cand_tokenizer = tokenizer if config.base_model == (champion_config.base_model if champion_config
+                                                         else cfg.model) else load_tokenizer(config.base_model)
+    stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
                   fresh_rows=fresh)
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
              "%.0f examples/s, loss %.4f -> %.4f; fresh rows trained %d of %d", stats.steps, lr_state.lr,
@@ -519,7 +538,7 @@ def run_update(
 
     timer = time.perf_counter()
     holdout = holdout.copy()
-    holdout["candidate_score"] = predict(candidate, tokenizer, config, holdout, device)
+    holdout["candidate_score"] = predict(candidate, cand_tokenizer, config, holdout, device)
     metrics["candidate"] = evaluate(holdout["user_id"], holdout["label"], holdout["candidate_score"],
                                     cfg.min_eval_rows)
     if "champion_score" in holdout:
@@ -528,15 +547,20 @@ def run_update(
         # the gate judges the paired difference with its uncertainty, not two point estimates
         metrics["gain"] = paired_gains(holdout["user_id"], holdout["label"], holdout["candidate_score"],
                                        holdout["champion_score"], cfg.gate_confidence, seed=cfg.seed)
-    outcome.reference = drift_reference(candidate, tokenizer, config, examples, holdout, cfg, device)
+    outcome.reference = drift_reference(candidate, cand_tokenizer, config, examples, holdout, cfg, device)
     probe = probe_pairs(engine, examples, cfg.probe_size, cfg.seed)
     if champion_model is not None and len(probe):
-        moved = np.abs(predict(candidate, tokenizer, config, probe, device)
+        moved = np.abs(predict(candidate, cand_tokenizer, config, probe, device)
                        - predict(champion_model, tokenizer, champion_config, probe, device))
         metrics["probe"] = {"n": len(probe), "mean_abs_change": float(moved.mean()),
                             "max_abs_change": float(moved.max())}
     next_lr = lr_state.after(metrics["candidate"]["logloss"], (metrics.get("champion") or {}).get("logloss"))
+    lineage = {"kind": "rebase" if rebase else "cold_start" if champion is None else "warm_start",
+               "parent": champion.version if champion else None, **({"reason": rebase} if rebase else {})}
+    if rebase:
+        metrics["rebase"] = {"reason": rebase, "window_rows": len(replay)}
     config.extra = {**(config.extra or {}), "lr_state": asdict(next_lr), "cold_start": champion is None,
+                    "lineage": lineage,
                     "last_train": {"steps": stats.steps, "examples": stats.examples, "loss": stats.last_loss,
                                    "learning_rate": lr_state.lr}}
     outcome.seconds["evaluate"] = time.perf_counter() - timer

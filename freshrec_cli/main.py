@@ -342,6 +342,19 @@ def models_rollback(reason: Annotated[str, typer.Option(help="Why, for the alias
     emit(result, as_json, f"champion is version {result['champion']} again (was {result['previous']})")
 
 
+@models_app.command("rebase")
+def models_rebase(reason: Annotated[str, typer.Option(help="Why, recorded with the candidate.")] = "asked by hand",
+                  as_json: JsonOpt = False) -> None:
+    """Train the next cycle's candidate from the base model with the current settings (a new lineage); it
+    competes with the champion through the same gate."""
+    from freshrec.rebase import request_rebase
+
+    settings = _settings()
+    request_rebase(_engine(settings), settings.consumer, reason)
+    emit({"consumer": settings.consumer, "rebase": "requested", "reason": reason}, as_json,
+         f"the next cycle of consumer {settings.consumer!r} that trains rebases from {settings.model}")
+
+
 @app.command("score")
 def score(
     user: Annotated[int, typer.Option("--user", help="User id.")],

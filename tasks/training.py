@@ -8,12 +8,12 @@ from prefect import get_run_logger, task
 from prefect.concurrency.sync import concurrency
 from prefect.cache_policies import NO_CACHE
 
-from freshrec import registry, training
+from freshrec import registry, steps, training
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
 from freshrec.settings import Settings
 from freshrec.training import ChampionModel, UpdateOutcome
-from tasks.common import DB_RETRIES, engine_for, train_config
+from tasks.common import DB_RETRIES, engine_for
 
 
 @task(name="load-champion", cache_policy=NO_CACHE, timeout_seconds=300, **DB_RETRIES)
@@ -31,9 +31,7 @@ def fine_tune_candidate(settings: Settings, pulled: PulledBatch, validated: Vali
     # `prefect gcl create freshrec-gpu --limit 1`; without it the slot is not enforced).
     slot = concurrency("freshrec-gpu", occupy=1) if training.cuda_requested(settings.device) else nullcontext()
     with slot:
-        outcome = training.run_update(
-            engine_for(settings), validated.clean, champion, train_config(settings),
-            consumer=settings.consumer, replay_before=pulled.from_cursor, progress=logger.info)
+        outcome = steps.update(settings, engine_for(settings), pulled, validated, champion, progress=logger.info)
     if outcome.trained:
         m = outcome.metrics
         logger.info("candidate AUC %s vs champion %s on %d held-out rows",

@@ -228,6 +228,36 @@ def test_fresh_rows_beyond_the_budget_are_trained_first_next_cycle(prefect_harne
     assert count(engine, "training_backlog", "reason = 'not_trained'") == 0
 
 
+def test_rebase_trains_from_the_base_on_a_recent_window_and_records_its_lineage(prefect_harness, env, engine):
+    from freshrec.rebase import request_rebase
+
+    publish_everything(env)
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=21))
+    assert _cycle()["trained"]
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=22))
+    warm = _cycle()
+    assert "rebase" not in warm["metrics"]
+    request_rebase(engine, "default", "new settings")
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=23))
+    rebased = _cycle()
+    # the window: older clean rows up to the cursor (not the replay sample), a fresh learning rate
+    assert rebased["metrics"]["rebase"]["reason"] == "requested: new settings"
+    assert rebased["train"]["replay_rows"] == rebased["metrics"]["rebase"]["window_rows"] > 0
+    with engine.connect() as conn:
+        lineage = conn.execute(sa.text("SELECT config -> 'extra' -> 'lineage' FROM model_versions "
+                                       "ORDER BY version")).scalars().all()
+        assert conn.execute(sa.text("SELECT count(*) FROM rebase_requests")).scalar_one() == 0  # taken
+    assert [k["kind"] for k in lineage] == ["cold_start", "warm_start", "rebase"]
+    assert lineage[2]["parent"] == rebased["decision"]["champion_before"]
+    # on a schedule: every 2 candidates since the last rebase
+    env.setenv("FRESHREC_REBASE_EVERY", "2")
+    kinds = []
+    for seed in (24, 25, 26):
+        generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=150, seed=seed))
+        kinds.append("rebase" in _cycle()["metrics"])
+    assert kinds == [False, True, False]
+
+
 def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine):
     publish_everything(env)
     env.setenv("FRESHREC_LEARNING_RATE", "0.002")

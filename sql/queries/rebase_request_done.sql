@@ -1,0 +1,1 @@
+DELETE FROM rebase_requests WHERE consumer = :consumer

@@ -1,0 +1,1 @@
+SELECT reason FROM rebase_requests WHERE consumer = :consumer
