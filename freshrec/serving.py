@@ -14,6 +14,7 @@ import logging
 import select
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -58,6 +59,7 @@ class Scorer:
         self._item_cache: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
         self.embedded_items = 0  # items this scorer has embedded: each at most once
+        self._user_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # user text -> embedding, newest last
 
     def _embed(self, texts: list[str], max_len: int) -> np.ndarray:
         from freshrec.training import embed_texts
@@ -77,6 +79,20 @@ class Scorer:
                 self.embedded_items += len(missing)
             return np.stack([self._item_cache[int(i)] for i in items["id"]])
 
+    def user_embedding(self, history_titles: list[str], cache_size: int = 10_000) -> np.ndarray:
+        """The user text's embedding, from a bounded LRU keyed by the text (a new like changes the text)."""
+        text = user_text(history_titles)
+        with self._lock:
+            if text in self._user_cache:
+                self._user_cache.move_to_end(text)
+                return self._user_cache[text]
+        emb = self._embed([text], self.config.max_user_tokens)
+        with self._lock:
+            self._user_cache[text] = emb
+            while len(self._user_cache) > cache_size:
+                self._user_cache.popitem(last=False)
+        return emb
+
     def score(self, history_titles: list[str], items: pd.DataFrame, side: np.ndarray | None = None,
               history_item_ids: list[int] | None = None, item_emb: np.ndarray | None = None) -> np.ndarray:
         """P(engage) of the user (given by their recent liked items' titles and ids) for each item; side: one
@@ -86,7 +102,7 @@ class Scorer:
 
         from freshrec.model import id_inputs
 
-        user = self._embed([user_text(history_titles)], self.config.max_user_tokens)
+        user = self.user_embedding(history_titles)
         item = self.item_embeddings(items) if item_emb is None else item_emb
         # one history row for the one user: the id term broadcasts it over the items
         ids = id_inputs(self.config, items["id"].to_numpy(dtype=np.int64), [history_item_ids or []])

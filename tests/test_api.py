@@ -213,3 +213,26 @@ def test_report_links_point_to_the_service_when_it_has_a_public_url(tmp_path):
     assert report_link(public, 7, path) == "https://freshrec.example.org/api/reports/7"
     with pytest.raises(ConfigError, match="FRESHREC_PUBLIC_URL"):
         load_settings(public_url="freshrec.example.org")
+
+
+@pytest.mark.unit
+def test_user_embeddings_are_cached_by_the_user_text():
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from freshrec.features import user_text
+    from freshrec.model import load_tokenizer
+    from freshrec.serving import Scorer
+
+    cfg = new_model_config("tiny", "full", max_item_tokens=16, max_user_tokens=24, history_len=2, seed=0)
+    model = build_model(cfg).eval()
+    scorer = Scorer(1, "-", model, cfg, load_tokenizer("tiny"), datetime.now(timezone.utc))
+    first = scorer.user_embedding(["football guide"])
+    assert scorer.user_embedding(["football guide"]) is first  # the cache's copy
+    np.testing.assert_allclose(first, scorer._embed([user_text(["football guide"])], 24), rtol=1e-5, atol=1e-6)
+    other = scorer.user_embedding(["pasta recipe", "football guide"])  # a new like: a new text, a new embedding
+    assert not np.array_equal(first, other)
+    for i in range(5):
+        scorer.user_embedding([f"item {i}"], cache_size=3)
+    assert len(scorer._user_cache) == 3
