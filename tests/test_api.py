@@ -236,3 +236,18 @@ def test_user_embeddings_are_cached_by_the_user_text():
     for i in range(5):
         scorer.user_embedding([f"item {i}"], cache_size=3)
     assert len(scorer._user_cache) == 3
+
+
+def test_an_unreachable_database_is_503_not_a_traceback(database_url):
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = sa.engine.make_url(database_url).set(port=port).render_as_string(hide_password=False)
+    gone = serving_engine(url)
+    with background_server(create_app(gone, recheck_s=60)) as base, httpx.Client(base_url=base, timeout=60) as http:
+        assert http.get("/healthz").status_code == 200  # alive, though not ready
+        assert http.get("/readyz").json() == {"ready": False, "champion_version": None, "database": False}
+        status = http.get("/status")
+        assert status.status_code == 503 and status.json()["error"].startswith("The database did not answer")
+        assert metric(http.get("/metrics").text, "freshrec_database_up") == 0
+    gone.dispose()
