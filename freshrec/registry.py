@@ -187,6 +187,13 @@ def show_model(engine: Engine, version: int) -> dict:
             "decisions": [{**dict(d), "decided_at": d["decided_at"].isoformat()} for d in decisions]}
 
 
+def list_decisions(engine: Engine, limit: int = 50) -> list[dict]:
+    """The publish gate's decisions, newest first, with every rule's result."""
+    with engine.connect() as conn:
+        rows = conn.execute(query("decisions_recent"), {"limit": limit}).mappings().all()
+    return [{**dict(r), "decided_at": r["decided_at"].isoformat()} for r in rows]
+
+
 def champion_stack(conn: sa.Connection, alias: str = CHAMPION) -> list[int]:
     """The alias's champions in order, replaying its history: publish/promote push, rollback pops."""
     stack: list[int] = []

@@ -23,19 +23,37 @@ def list_reports(engine: Engine, limit: int = 50) -> list[dict]:
     return out
 
 
-def export_report(engine: Engine, cycle_id: int, path: Path) -> Path:
-    """Write cycle's stored HTML report to path (a folder gets the stable per-cycle name)."""
-    from freshrec.drift import report_path
+class ReportNotFound(FreshrecError):
+    """The cycle has no stored drift report."""
 
+
+def report_html(engine: Engine, cycle_id: int) -> bytes:
+    """The cycle's drift report as stored in the database (HTML), checked against its sha256."""
     with engine.connect() as conn:
         row = conn.execute(query("report_html"), {"cycle_id": cycle_id}).first()
     if row is None:
-        raise FreshrecError(f"Cycle {cycle_id} has no drift report (no champion or too few rows that cycle): "
-                            "run 'freshrec reports list' to see the cycles that have one.")
+        raise ReportNotFound(f"Cycle {cycle_id} has no drift report (no champion or too few rows that cycle): "
+                             "run 'freshrec reports list' to see the cycles that have one.")
     html = gzip.decompress(bytes(row.html_gzip))
     if hashlib.sha256(html).hexdigest() != row.html_sha256:
         raise FreshrecError(f"The stored report of cycle {cycle_id} does not match its sha256: the database copy "
                             "is damaged; the file under the reports folder may still be intact.")
+    return html
+
+
+def report_link(public_url: str | None, cycle_id: int, path: Path) -> str:
+    """Where a Prefect artifact sends the reader: the freshrec api's page for the cycle when the service has a
+    public address (FRESHREC_PUBLIC_URL), else the local file (which browsers open only on this machine)."""
+    if public_url:
+        return f"{public_url.rstrip('/')}/reports/{int(cycle_id)}"
+    return Path(path).resolve().as_uri()
+
+
+def export_report(engine: Engine, cycle_id: int, path: Path) -> Path:
+    """Write cycle's stored HTML report to path (a folder gets the stable per-cycle name)."""
+    from freshrec.drift import report_path
+
+    html = report_html(engine, cycle_id)
     path = Path(path)
     target = report_path(path, cycle_id) if path.is_dir() else path
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import logging
 import select
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -57,6 +58,8 @@ class Scorer:
     def __post_init__(self) -> None:
         self._item_cache: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
+        self.embedded_items = 0  # items this scorer has embedded: each at most once
+        self._user_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # user text -> embedding, newest last
 
     def _embed(self, texts: list[str], max_len: int) -> np.ndarray:
         from freshrec.training import embed_texts
@@ -73,18 +76,34 @@ class Scorer:
                                                               missing["description"])]
                 for item_id, emb in zip(missing["id"], self._embed(texts, self.config.max_item_tokens)):
                     self._item_cache[int(item_id)] = emb
+                self.embedded_items += len(missing)
             return np.stack([self._item_cache[int(i)] for i in items["id"]])
 
+    def user_embedding(self, history_titles: list[str], cache_size: int = 10_000) -> np.ndarray:
+        """The user text's embedding, from a bounded LRU keyed by the text (a new like changes the text)."""
+        text = user_text(history_titles)
+        with self._lock:
+            if text in self._user_cache:
+                self._user_cache.move_to_end(text)
+                return self._user_cache[text]
+        emb = self._embed([text], self.config.max_user_tokens)
+        with self._lock:
+            self._user_cache[text] = emb
+            while len(self._user_cache) > cache_size:
+                self._user_cache.popitem(last=False)
+        return emb
+
     def score(self, history_titles: list[str], items: pd.DataFrame, side: np.ndarray | None = None,
-              history_item_ids: list[int] | None = None) -> np.ndarray:
+              history_item_ids: list[int] | None = None, item_emb: np.ndarray | None = None) -> np.ndarray:
         """P(engage) of the user (given by their recent liked items' titles and ids) for each item; side: one
-        row of features.side_columns(config) per item (for versions trained with them)."""
+        row of features.side_columns(config) per item (for versions trained with them); item_emb: the items'
+        embeddings when the caller holds them already (freshrec.ranking's catalogue)."""
         import torch
 
         from freshrec.model import id_inputs
 
-        user = self._embed([user_text(history_titles)], self.config.max_user_tokens)
-        item = self.item_embeddings(items)
+        user = self.user_embedding(history_titles)
+        item = self.item_embeddings(items) if item_emb is None else item_emb
         # one history row for the one user: the id term broadcasts it over the items
         ids = id_inputs(self.config, items["id"].to_numpy(dtype=np.int64), [history_item_ids or []])
         with torch.no_grad():
@@ -113,8 +132,9 @@ def load_scorer(engine: Engine, alias: str = "champion") -> Scorer:
 
 
 def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int] | None = None,
-               top: int = 10, max_candidates: int = 20_000) -> list[dict]:
-    """The user's best items by the scorer: from item_ids, or from the catalogue (newest max_candidates)."""
+               top: int = 10, max_candidates: int = 20_000, catalogue=None) -> list[dict]:
+    """The user's best items by the scorer: from item_ids, or from the catalogue (newest max_candidates), or
+    from `catalogue` (a freshrec.ranking.Catalogue of this scorer: items and their embeddings) when given."""
     with engine.connect() as conn:
         liked = conn.execute(query("user_recent_likes"), {"user_id": user_id,
                                                           "history_len": scorer.config.history_len}).all()
@@ -124,6 +144,8 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
             unknown = sorted(set(item_ids) - set(items["id"]))
             if unknown:
                 raise ModelError(f"Item(s) {unknown[:5]} are not in the catalogue: pass ids from the items table.")
+        elif catalogue is not None:
+            items = catalogue.items
         else:
             items = pd.DataFrame(conn.execute(query("catalogue_items"), {"limit": max_candidates}).all(),
                                  columns=["id", "title", "description", "category"])
@@ -146,7 +168,8 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
             for rate, category in zip(side["user_rate"], items["category"])])
     scores = scorer.score([r.title for r in liked], items,
                           np.column_stack([side[c] for c in side_columns(scorer.config)]).astype(np.float32),
-                          [int(r.item_id) for r in liked])
+                          [int(r.item_id) for r in liked],
+                          catalogue.embeddings if catalogue is not None and not item_ids else None)
     order = np.argsort(-scores, kind="stable")[:top]
     return [{"item_id": int(items["id"].iloc[i]), "title": items["title"].iloc[i], "score": float(scores[i])}
             for i in order]

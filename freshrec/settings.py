@@ -126,6 +126,19 @@ class Settings(BaseSettings):
                                      description="Read-only role that scoring and the watcher run as; empty: "
                                      "the connecting user's own rights.")
 
+    # --- HTTP service (freshrec api) -------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", min_length=1, description="Address `freshrec api` listens on (0.0.0.0: "
+                          "every interface).")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port `freshrec api` listens on.")
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/\S*)?$", description="Address under which "
+                                   "readers reach `freshrec api` (e.g. http://freshrec.internal:8000); when set, "
+                                   "the Prefect drift-report artifacts link to <public_url>/reports/<cycle_id> "
+                                   "instead of a local file.")
+    api_max_candidates: int = Field(20_000, gt=0, description="Newest catalogue items `freshrec api` ranks "
+                                    "(embedded once per champion version).")
+    api_catalogue_refresh_s: float = Field(60.0, ge=0, description="Age after which `freshrec api` re-reads the "
+                                           "catalogue (only new items are embedded).")
+
     @property
     def resolved_reports_dir(self) -> Path:
         return self.reports_dir if self.reports_dir is not None else self.data_dir / "reports"

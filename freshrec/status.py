@@ -6,12 +6,13 @@ from dataclasses import asdict
 
 from sqlalchemy.engine import Engine
 
-from freshrec.ingest import measure_lag, read_cursor
+from freshrec.ingest import Cursor, measure_lag, read_cursor
 from freshrec.sqlfiles import query
 
 
-def ingest_status(engine: Engine, consumer: str, stall_after_s: float = 60.0) -> dict:
-    cursor = read_cursor(engine, consumer)
+def ingest_status(engine: Engine, consumer: str, stall_after_s: float = 60.0, read_only: bool = False) -> dict:
+    """read_only: do not create the consumer's cursor (a read-only role; a missing cursor is at the start)."""
+    cursor = peek_cursor(engine, consumer) if read_only else read_cursor(engine, consumer)
     lag = measure_lag(engine, cursor, stall_after_s)
     with engine.connect() as conn:
         totals = conn.execute(query("ingest_totals"), {"consumer": consumer}).one()
@@ -28,6 +29,12 @@ def ingest_status(engine: Engine, consumer: str, stall_after_s: float = 60.0) ->
         "last_cycle": ({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in last.items()}
                        if last else None),
     }
+
+
+def peek_cursor(engine: Engine, consumer: str) -> Cursor:
+    with engine.connect() as conn:
+        row = conn.execute(query("cursor_read"), {"consumer": consumer}).first()
+    return Cursor(row.last_txid, int(row.last_id)) if row else Cursor("0", 0)
 
 
 def quarantine_stats(engine: Engine, consumer: str) -> list[dict]:

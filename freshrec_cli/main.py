@@ -195,6 +195,20 @@ def watch(as_json: JsonOpt = False) -> None:
     watch_champion(settings, _serving_engine(settings), as_json)
 
 
+@app.command("api")
+def api(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on; default FRESHREC_API_HOST "
+                                                "(127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port; default FRESHREC_API_PORT "
+                                                "(8000).")] = None,
+) -> None:
+    """HTTP service: rankings from the hot-swapped champion, drift reports, models, status, /metrics."""
+    from freshrec_cli.api import serve_api
+
+    settings = _settings(api_host=host, api_port=port)
+    serve_api(settings, _serving_engine(settings))
+
+
 # --- status and quarantine -------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from freshrec import drift
 from freshrec.drift import DriftReport
+from freshrec.reports import report_link
 from freshrec.settings import Settings
 from freshrec.training import ChampionModel, UpdateOutcome
 
@@ -47,10 +48,12 @@ def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
         markdown=(f"# Drift, cycle {cycle_id}\n\n**{r.status}**: {r.note}.\n\n"
                   f"Dataset drift: **{r.dataset_drift}** (share {r.drifted_share:.2f}); prediction drift: "
                   f"{r.prediction_drift}; label drift: {r.label_drift}.\n\n"
-                  + (f"HTML report: [{path}](file://{path.resolve()})\n" if path else "")),
+                  + (f"HTML report: [{path.name}]({report_link(settings.public_url, cycle_id, path)})\n"
+                     if path else "")),
         description="Evidently drift headline")
     if path:
-        create_link_artifact(key="drift-report", link=path.resolve().as_uri(), link_text=path.name,
+        create_link_artifact(key="drift-report", link=report_link(settings.public_url, cycle_id, path),
+                             link_text=path.name,
                              description=f"Evidently HTML report, cycle {cycle_id} (also: freshrec reports export "
                              f"{cycle_id} PATH)")
     return DriftOutcome(report, path)
