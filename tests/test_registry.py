@@ -100,6 +100,7 @@ def test_tampered_artifact_is_refused_when_loading(engine, artifact):
         load_scorer(engine)
 
 
+@pytest.mark.train
 def test_flipped_label_candidate_is_never_published():
     """A champion that learned the pattern, a candidate fine-tuned from it on flipped labels: the gate refuses."""
     cfg = config("full")

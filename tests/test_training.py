@@ -28,6 +28,7 @@ def test_lr_shrinks_after_a_worse_candidate_and_recovers_slowly():
     assert LrState.initial(1e-3, {"lr": 1e-4, "base_lr": 1e-3}) == LrState(1e-4, 1e-3)
 
 
+@pytest.mark.train
 def test_gradient_accumulation_counts_optimizer_steps():
     from freshrec.model import build_model, load_tokenizer
 
