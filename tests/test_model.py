@@ -64,6 +64,7 @@ def test_unknown_model_name_is_a_clear_error():
         new_model_config("no/such/model", "lora", max_item_tokens=8, max_user_tokens=8, history_len=1, seed=0)
 
 
+@pytest.mark.slow
 @pytest.mark.train
 def test_fine_tune_lowers_held_out_log_loss():
     cfg = config("full")

@@ -163,6 +163,7 @@ def _cycle():
     return freshrec_update(catch_up=False)
 
 
+@pytest.mark.slow
 def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
     env.setenv("FRESHREC_MIN_TRAIN_ROWS", "50")
     publish_everything(env)
@@ -184,6 +185,7 @@ def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
     assert _cycle()["train"]["backlog_rows"] == held_out  # last cycle's held-out rows are trained on now
 
 
+@pytest.mark.slow
 def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine):
     publish_everything(env)
     env.setenv("FRESHREC_LEARNING_RATE", "0.002")
@@ -221,6 +223,7 @@ def _publish_then_warm_start(env, engine, **settings: str) -> list[dict]:
     return configs
 
 
+@pytest.mark.slow
 def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harness, env, engine):
     # with the overall user rate (category rate off), so that input path runs whole cycles too
     configs = _publish_then_warm_start(env, engine, FRESHREC_ID_BUCKETS="64", FRESHREC_CATEGORY_RATE="false")
@@ -231,6 +234,7 @@ def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harn
     assert [c["category_rate"] for c in configs] == [False, False]
 
 
+@pytest.mark.slow
 def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harness, env, engine):
     publish_everything(env)
     env.setenv("FRESHREC_HOLDOUT", "users")
@@ -244,6 +248,7 @@ def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harn
     assert 0 < first["train"]["holdout_rows"] <= -(-first["rows_clean"] // 5)
 
 
+@pytest.mark.slow
 def test_new_models_read_the_category_rate_by_default_through_whole_cycles(prefect_harness, env, engine):
     from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS, side_columns
     from freshrec.model import ModelConfig
