@@ -49,3 +49,31 @@ def test_every_local_link_in_the_readme_points_to_a_file():
     assert {t for t in local if t.startswith("docs/")}, "the README links no page under docs/"
     missing = sorted(t for t in local if not (ROOT / t).is_file())
     assert missing == [], f"README links to missing files: {missing}"
+
+
+def test_settings_table_defaults_are_the_code_defaults():
+    """Rows whose default cell is a plain value (one per variable) must show Settings' default."""
+    import json
+
+    checked = 0
+    for row in (ln for ln in section("Settings").splitlines() if ln.startswith("| `")):
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        names = re.findall(r"`(FRESHREC_[A-Z0-9_]+)`", cells[0])
+        values = [v.strip().strip("`") for v in re.split(r",\s+(?![^\[]*\])", cells[1])]
+        if len(values) != len(names):
+            continue  # a description, not one value per variable
+        for name, shown in zip(names, values):
+            field = Settings.model_fields.get(name[len(ENV_PREFIX):].lower())
+            if field is None or field.default is None or "dict" in str(field.annotation):
+                continue  # unset by default, or described in words (the publish thresholds)
+            default = field.default
+            if isinstance(default, bool):
+                assert shown == str(default).lower(), name
+            elif isinstance(default, (int, float)):
+                assert float(shown) == float(default), name
+            elif isinstance(default, list):
+                assert json.loads(shown) == default, name
+            elif not isinstance(default, dict):
+                assert shown == str(default), name
+            checked += 1
+    assert checked >= 30  # most rows are plain values: the parsing above still reads them
