@@ -106,3 +106,20 @@ def count(engine, table: str, where: str = "true") -> int:
     # table/where come from the tests themselves
     with engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT count(*) FROM " + table + " WHERE " + where)).scalar_one())
+
+
+# --- test loops (docs/testing.md) -------------------------------------------------------------------
+# Fixtures that mean a test needs the PostgreSQL server or Prefect's harness.
+SERVICE_FIXTURES = {"admin_engine", "database_url", "engine", "env", "prefect_harness"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """`unit` for every test that needs no database, no Prefect and no model training: the fast loop."""
+    for item in items:
+        if item.get_closest_marker("unit"):
+            continue
+        if SERVICE_FIXTURES & set(item.fixturenames):
+            continue
+        if item.get_closest_marker("slow") or item.get_closest_marker("train"):
+            continue
+        item.add_marker(pytest.mark.unit)

@@ -64,6 +64,8 @@ def test_unknown_model_name_is_a_clear_error():
         new_model_config("no/such/model", "lora", max_item_tokens=8, max_user_tokens=8, history_len=1, seed=0)
 
 
+@pytest.mark.slow
+@pytest.mark.train
 def test_fine_tune_lowers_held_out_log_loss():
     cfg = config("full")
     model = build_model(cfg)
@@ -93,6 +95,7 @@ def same_text_examples(n: int, seed: int) -> pd.DataFrame:
     })
 
 
+@pytest.mark.train
 @pytest.mark.parametrize("id_buckets", [64, 0])
 def test_item_id_term_learns_what_the_text_cannot(id_buckets):
     cfg = new_model_config("tiny", "lora", max_item_tokens=16, max_user_tokens=24, history_len=2, seed=0,

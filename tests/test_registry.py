@@ -100,6 +100,8 @@ def test_tampered_artifact_is_refused_when_loading(engine, artifact):
         load_scorer(engine)
 
 
+@pytest.mark.slow
+@pytest.mark.train
 def test_flipped_label_candidate_is_never_published():
     """A champion that learned the pattern, a candidate fine-tuned from it on flipped labels: the gate refuses."""
     cfg = config("full")
@@ -270,6 +272,7 @@ def test_rejected_bytes_are_pruned_but_never_a_version_history_needs(engine, art
         registry.promote(engine, r2)
 
 
+@pytest.mark.slow
 def test_a_cycle_without_thresholds_publishes_nothing_and_stores_why(prefect_harness, env, engine):
     from flows.update import freshrec_update
     from freshrec import generate

@@ -28,6 +28,7 @@ def test_lr_shrinks_after_a_worse_candidate_and_recovers_slowly():
     assert LrState.initial(1e-3, {"lr": 1e-4, "base_lr": 1e-3}) == LrState(1e-4, 1e-3)
 
 
+@pytest.mark.train
 def test_gradient_accumulation_counts_optimizer_steps():
     from freshrec.model import build_model, load_tokenizer
 
@@ -162,6 +163,7 @@ def _cycle():
     return freshrec_update(catch_up=False)
 
 
+@pytest.mark.slow
 def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
     env.setenv("FRESHREC_MIN_TRAIN_ROWS", "50")
     publish_everything(env)
@@ -204,6 +206,7 @@ def test_first_pass_covers_every_fresh_row_before_replay_repeats():
     assert sorted(plain.tolist()) == list(range(50))
 
 
+@pytest.mark.slow
 def test_fresh_rows_beyond_the_budget_are_trained_first_next_cycle(prefect_harness, env, engine):
     publish_everything(env)
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=10))
@@ -228,6 +231,7 @@ def test_fresh_rows_beyond_the_budget_are_trained_first_next_cycle(prefect_harne
     assert count(engine, "training_backlog", "reason = 'not_trained'") == 0
 
 
+@pytest.mark.slow
 def test_rebase_trains_from_the_base_on_a_recent_window_and_records_its_lineage(prefect_harness, env, engine):
     from freshrec.rebase import request_rebase
 
@@ -258,6 +262,7 @@ def test_rebase_trains_from_the_base_on_a_recent_window_and_records_its_lineage(
     assert kinds == [False, True, False]
 
 
+@pytest.mark.slow
 def test_learning_rate_state_travels_with_versions(prefect_harness, env, engine):
     publish_everything(env)
     env.setenv("FRESHREC_LEARNING_RATE", "0.002")
@@ -295,6 +300,7 @@ def _publish_then_warm_start(env, engine, **settings: str) -> list[dict]:
     return configs
 
 
+@pytest.mark.slow
 def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harness, env, engine):
     # with the overall user rate (category rate off), so that input path runs whole cycles too
     configs = _publish_then_warm_start(env, engine, FRESHREC_ID_BUCKETS="64", FRESHREC_CATEGORY_RATE="false")
@@ -305,6 +311,7 @@ def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harn
     assert [c["category_rate"] for c in configs] == [False, False]
 
 
+@pytest.mark.slow
 def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harness, env, engine):
     publish_everything(env)
     env.setenv("FRESHREC_HOLDOUT", "users")
@@ -318,6 +325,7 @@ def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harn
     assert 0 < first["train"]["holdout_rows"] <= -(-first["rows_clean"] // 5)
 
 
+@pytest.mark.slow
 def test_new_models_read_the_category_rate_by_default_through_whole_cycles(prefect_harness, env, engine):
     from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS, side_columns
     from freshrec.model import ModelConfig
