@@ -237,6 +237,9 @@ def run(args) -> dict:
             ndcg_users[name].append(per_user)
         row["freshrec_published"] = summary.decision.get("published")
         row["drift"] = (summary.drift or {}).get("drifted_share")
+        row["dataset_drift"] = bool((summary.drift or {}).get("dataset_drift"))
+        row["fresh_coverage"] = (summary.train or {}).get("fresh_coverage")
+        row["rebase"] = bool((outcome.metrics or {}).get("rebase"))
         row["peak_rss_mb"] = rss_mb()
         cycles_out.append(row)
         print(f"cycle {k + 1}/{args.score_cycles}: " + ", ".join(
@@ -252,8 +255,21 @@ def run(args) -> dict:
                                                                                ndcg_users[other])}
                               for other in COMPARED},
               "cycles": cycles_out, "wall_s": round(time.perf_counter() - started), "peak_rss_mb": rss_mb()}
+    coverage = [c["fresh_coverage"] for c in cycles_out if c["fresh_coverage"] is not None]
+    result["freshrec_cycles"] = {
+        "published_share": round(np.mean([bool(c["freshrec_published"]) for c in cycles_out]), 3),
+        "dataset_drift_share": round(np.mean([c["dataset_drift"] for c in cycles_out]), 3),
+        "mean_fresh_coverage": round(float(np.mean(coverage)), 4) if coverage else None,
+        "rebases": sum(c["rebase"] for c in cycles_out)}
     if drift_cycle is not None:
         result["recovery_cycles"] = recovery(cycles_out, drift_cycle)
+        result["after_shift"] = {"freshrec - frozen": paired_auc_difference(pooled["freshrec"][drift_cycle:],
+                                                                            pooled["frozen"][drift_cycle:]),
+                                 "dataset_drift_before_shift": sum(c["dataset_drift"]
+                                                                   for c in cycles_out[:drift_cycle]),
+                                 "first_flag_after_shift": next((c["cycle"] - drift_cycle - 1 for c in
+                                                                 cycles_out[drift_cycle:] if c["dataset_drift"]),
+                                                                None)}
     return result
 
 
@@ -384,6 +400,18 @@ def write_outputs(result: dict, out: Path) -> None:
     if gaps:
         lines += [f"freshrec's side features (SQL, point in time) vs the per-event contenders' pandas copy: largest "
                   f"difference {max(gaps):.2g} over the scored rows."]
+    fc = result.get("freshrec_cycles")
+    if fc:
+        lines += ["", f"freshrec's cycles: {fc['published_share']:.0%} of candidates published, dataset drift "
+                  f"flagged in {fc['dataset_drift_share']:.0%} of cycles, fresh-row coverage {fc['mean_fresh_coverage']} "
+                  f"on average, {fc['rebases']} rebase candidate(s)."]
+    shift = result.get("after_shift")
+    if shift:
+        d = shift["freshrec - frozen"]
+        lines += [f"After the shift: freshrec - frozen AUC {d['auc_difference']:+.4f} ({d['ci95'][0]:+.4f} to "
+                  f"{d['ci95'][1]:+.4f}); dataset drift flagged in {shift['dataset_drift_before_shift']} cycle(s) "
+                  f"before the shift, first flag {shift['first_flag_after_shift']} cycle(s) after it (0: the "
+                  "cycle the shift starts in)."]
     if "recovery_cycles" in result:
         lines += ["", "| contender | AUC before the drift | cycles to recover (within 0.02) |", "|---|---|---|"]
         lines += [f"| {n} | {r['pre_drift_auc'] if r['pre_drift_auc'] is None else round(r['pre_drift_auc'], 3)} | "
