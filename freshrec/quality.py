@@ -158,18 +158,24 @@ def _micros(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rolling_counts(keys: np.ndarray, times: np.ndarray, window: int) -> np.ndarray:
-    """For rows sorted by (key, time): how many rows of the same key fall in (t - window, t]."""
+    """For rows sorted by (key, time): how many rows of the same key fall in (t - window, t].
+
+    Exact for any time span: times are replaced by their rank among the batch's distinct times, so the
+    sortable (group, time) key never depends on how far apart the batch's events are (late events,
+    week-long backlogs, replays of old data).
+    """
     n = len(keys)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     new_group = np.r_[True, keys[1:] != keys[:-1]]
-    rank = np.cumsum(new_group) - 1
+    rank = (np.cumsum(new_group) - 1).astype(np.int64)
     group_start = np.flatnonzero(new_group)[rank]
-    # One sortable int64 per row: group rank in the high bits, time since the batch start below (~34 years
-    # of microseconds fit in 40 bits, leaving 23 bits for 8 million groups).
-    offset = times - times.min()
-    combined = (rank.astype(np.int64) << 40) + np.minimum(offset, (1 << 40) - 1)
-    left = np.maximum(np.searchsorted(combined, combined - window, side="right"), group_start)
+    distinct = np.unique(times)
+    time_rank = np.searchsorted(distinct, times).astype(np.int64)
+    # First distinct time inside the window (t - window, t]: its rank bounds the window from the left.
+    first_inside = np.searchsorted(distinct, times - window, side="right").astype(np.int64)
+    combined = (rank << 32) + time_rank  # < 2^31 groups and < 2^32 distinct times: no overlap, no overflow
+    left = np.maximum(np.searchsorted(combined, (rank << 32) + first_inside, side="left"), group_start)
     return np.arange(n) - left + 1
 
 

@@ -108,3 +108,17 @@ def test_gate_rejects_a_broken_schema():
     df["label"] = df["label"].astype(str)
     v = validate_batch(df, RULES, KNOWN, NOW)
     assert not v.accepted and v.reject_reason.startswith("schema broken: label has type")
+
+
+@pytest.mark.unit
+def test_bot_rule_works_on_any_span():
+    # A late event 20 days old widens the batch beyond 2^40 microseconds (12.7 days): a normal user with one
+    # event every 30 s must still not be a bot, and a real bot in the same batch still is.
+    start = NOW - timedelta(hours=2)
+    human = [{"user_id": 2, "item_id": 1 + i % 3, "occurred_at": start + timedelta(seconds=30 * i)} for i in range(130)]
+    late = [{"user_id": 3, "item_id": 1, "occurred_at": NOW - timedelta(days=20)}]
+    old_bot = [{"user_id": 9, "item_id": 1 + i % 3, "occurred_at": NOW - timedelta(days=19, seconds=-i)}
+               for i in range(40)]
+    reasons = row_reasons(frame(human + late + old_bot), RULES, KNOWN, NOW)
+    assert all(r == [] for r in reasons[:131])
+    assert all("bot_user" in r for r in reasons[131:])
