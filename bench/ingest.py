@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         take(consumer, first)
         cursor = ingest.read_cursor(engine, consumer)
         t0 = time.perf_counter()
-        raw = copy_out_csv(engine, query("pull_batch"), {**cursor.as_params(), "max_rows": size})
+        raw = copy_out_csv(engine, query("pull_batch"), {**cursor.as_params(), "max_rows": size,
+                                                         "max_field_chars": settings.max_field_chars})
         copy_s = time.perf_counter() - t0
         timings: dict = {}
         pulled, validated = take(consumer, size, timings)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from freshrec.ingest import INTERACTION_COLUMNS, Cursor, PulledBatch
+from freshrec.ingest import DEFAULT_MAX_FIELD_CHARS, INTERACTION_COLUMNS, Cursor, PulledBatch
 from freshrec.sqlfiles import query
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ class QualityRules:
     duplicate_window_s: float
     bot_events_per_minute: int
     batch_reject_share: float
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    # Earliest plausible occurred_at: catches the zero-epoch (1970) and 1900 bugs and '-infinity'.
+    min_occurred_at: datetime = datetime(1990, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass
@@ -80,8 +83,9 @@ def build_suite(rules: QualityRules):
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="dwell_ms", min_value=0,
                                                             max_value=rules.max_dwell_ms))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="occurred_at",
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="occurred_at", min_value=rules.min_occurred_at,
                                                             max_value={"$PARAMETER": "latest_occurred_at"}))
+    suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column="event_type", max_value=rules.max_field_chars))
     # "item_id is in items", phrased over the batch's unknown ids: the parameter stays a handful of values
     # instead of the whole catalogue, which GX would copy many times per run.
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeInSet(column="item_id",
@@ -138,7 +142,7 @@ def run_expectations(frame: pd.DataFrame, rules: QualityRules, known_item_ids: s
 
 # Reason codes, one bit each, in the order they are reported.
 REASONS = ["null_user_id", "null_item_id", "null_event_type", "null_label", "null_occurred_at", "bad_user_id",
-           "unknown_event_type", "bad_label", "dwell_out_of_range", "future_timestamp", "unknown_item",
+           "unknown_event_type", "bad_label", "dwell_out_of_range", "future_timestamp", "implausible_timestamp", "oversized_field", "unknown_item",
            "duplicate", "near_duplicate", "bot_user", BATCH_REJECTED]
 BIT = {code: np.uint32(1) << np.uint32(i) for i, code in enumerate(REASONS)}
 
@@ -206,6 +210,10 @@ def row_flags(frame: pd.DataFrame, rules: QualityRules, known_item_ids: set[int]
     flags[~null_dwell & ((dwell < 0) | (dwell > rules.max_dwell_ms))] |= BIT["dwell_out_of_range"]
     latest = int((pd.Timestamp(now).timestamp() + rules.clock_skew_s) * 1_000_000)
     flags[~null_time & (times > latest)] |= BIT["future_timestamp"]
+    floor = int(pd.Timestamp(rules.min_occurred_at).timestamp() * 1_000_000)
+    flags[~null_time & (times < floor)] |= BIT["implausible_timestamp"]
+    lengths = frame["event_type"].str.len().to_numpy(dtype="float64", na_value=0)
+    flags[lengths > rules.max_field_chars] |= BIT["oversized_field"]
     known = np.fromiter(known_item_ids, dtype=np.int64, count=len(known_item_ids))
     flags[~null_item & ~np.isin(items, known)] |= BIT["unknown_item"]
 

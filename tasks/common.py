@@ -45,7 +45,8 @@ def quality_rules(settings: Settings) -> QualityRules:
     return QualityRules(
         event_types=tuple(settings.event_types), max_dwell_ms=settings.max_dwell_ms,
         clock_skew_s=settings.clock_skew_s, duplicate_window_s=settings.duplicate_window_s,
-        bot_events_per_minute=settings.bot_events_per_minute, batch_reject_share=settings.batch_reject_share)
+        bot_events_per_minute=settings.bot_events_per_minute, batch_reject_share=settings.batch_reject_share,
+        max_field_chars=settings.max_field_chars, min_occurred_at=settings.min_occurred_at)
 
 
 def train_config(settings: Settings) -> TrainConfig:

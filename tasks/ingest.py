@@ -16,7 +16,7 @@ from tasks.common import DB_RETRIES, engine_for, quality_rules
 @task(name="pull-new-interactions", cache_policy=NO_CACHE, timeout_seconds=600, **DB_RETRIES)
 def pull_new_interactions(settings: Settings) -> PulledBatch:
     pulled = ingest.pull_new_interactions(engine_for(settings), settings.consumer, settings.max_batch_rows,
-                                          settings.horizon_stall_s)
+                                          settings.horizon_stall_s, max_field_chars=settings.max_field_chars)
     logger = get_run_logger()
     logger.info("pulled %d rows; %d still waiting (%.0f s behind)", pulled.rows, pulled.lag.rows_behind,
                 pulled.lag.seconds_behind)
