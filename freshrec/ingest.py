@@ -1,9 +1,10 @@
 """Exactly-once pull of new interactions.
 
 Each row carries the id of the transaction that wrote it (xid8). The reader orders rows by (txid, id)
-and takes only rows whose transaction is older than the oldest transaction still running
-(pg_snapshot_xmin): those transactions have finished, so a writer that took a lower id but commits
-late cannot be skipped, it simply is not taken yet. The cursor, the batch manifest and the quarantine
+and takes only rows whose transaction is older than the oldest transaction still running in this
+database (view read_horizon, migration 0008; transactions of other databases on the same server cannot
+write these rows and do not hold the reader back): those transactions have finished, so a writer that
+took a lower id but commits late cannot be skipped, it simply is not taken yet. The cursor, the batch manifest and the quarantine
 move in one transaction at the end of the cycle (see freshrec.cycles.commit_cycle); until then the
 cursor is untouched and a crashed run's rows are taken again by the next one.
 """

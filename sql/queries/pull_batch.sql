@@ -1,6 +1,6 @@
--- Rows past the cursor whose writing transaction is older than every transaction still in progress:
--- such a transaction has committed or aborted, so no row at or below this point can appear later.
--- ORDER BY uses the qualified column: a bare "txid" would sort by the text-cast output column.
+-- Rows past the cursor whose writing transaction lies below the read horizon (view read_horizon, migration
+-- 0008): every transaction of this database below it has committed or aborted, so no row at or below this
+-- point can appear later. ORDER BY uses the qualified column: a bare "txid" would sort by the text output.
 -- No single row may break the parse (freshrec.ingest.parse_interactions_csv): text is cut to
 -- :max_field_chars + 1 characters (still detectably too long), and times leave as microseconds since the
 -- epoch (no time-zone or BC formatting), clamped to 0001-01-01 .. 9999-12-31 so that 'infinity' and
@@ -18,6 +18,6 @@ SELECT i.id, i.user_id, i.item_id, left(i.event_type, :max_field_chars + 1) AS e
        CAST(i.txid AS text) AS txid
 FROM interactions i
 WHERE (i.txid, i.id) > (CAST(:last_txid AS xid8), :last_id)
-  AND i.txid < pg_snapshot_xmin(pg_current_snapshot())
+  AND i.txid < (SELECT horizon FROM read_horizon)
 ORDER BY i.txid, i.id
 LIMIT :max_rows
