@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from freshrec import ingest, quality
+from freshrec.escaping import markdown_text
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
 from freshrec.settings import Settings
@@ -35,12 +36,13 @@ def validate_and_denoise(settings: Settings, pulled: PulledBatch) -> ValidatedBa
                 validated.reason_counts, "passed" if validated.gx_success else "failed")
     if not validated.accepted:
         logger.warning("batch rejected: %s", validated.reject_reason)
-    rows = "\n".join(f"| {code} | {count} |" for code, count in validated.reason_counts.items()) or "| (none) | 0 |"
+    rows = ("\n".join(f"| {markdown_text(code)} | {count} |" for code, count in validated.reason_counts.items())
+            or "| (none) | 0 |")
     create_markdown_artifact(
         key="data-quality",
         markdown=(f"# Data quality\n\n{validated.rows} rows pulled, {len(validated.clean)} clean, "
                   f"{len(validated.quarantined)} quarantined. Batch "
-                  f"{'accepted' if validated.accepted else 'REJECTED: ' + str(validated.reject_reason)}.\n\n"
+                  f"{'accepted' if validated.accepted else 'REJECTED: ' + markdown_text(validated.reject_reason)}.\n\n"
                   f"| reason | rows |\n|---|---|\n{rows}\n"),
         description="Great Expectations gate and quarantine reasons")
     return validated
