@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from freshrec import ingest, quality
@@ -157,3 +158,35 @@ def test_no_single_row_stops_the_stream(engine):
     assert set(by_id[ids["3 MB event_type"]]) == {"unknown_event_type", "oversized_field"}
     stored = pulled.frame.set_index("id").loc[ids["3 MB event_type"], "event_type"]
     assert len(stored) == rules.max_field_chars + 1  # cut by the pull, never pulled whole
+
+
+def test_quarantined_bot_likes_do_not_move_the_item_rate(engine):
+    """Training (point-in-time) and serving (now) features read the same clean relation: a bot's likes of
+    item 2, quarantined as bot_user, change neither its like-rate nor the bot-free users' features."""
+    import pandas as pd
+
+    from freshrec import features
+
+    rules = quality.QualityRules(("click", "skip"), 3_600_000, 300, 2.0, 60, 1.0)  # bot-heavy batch
+    people = [{**GOOD, "user_id": 100 + i, "item_id": 2, "label": i % 2, "occurred_at": T + timedelta(minutes=i)}
+              for i in range(10)]
+    bot = [{**GOOD, "user_id": 66, "item_id": 2, "label": 1, "occurred_at": T + timedelta(seconds=i / 4)}
+           for i in range(200)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO items (id, title, category) SELECT g, 'item ' || g, 'music' "
+                             "FROM generate_series(1, 5) g"))
+        insert(conn, people + bot)
+    _, validated = take(engine, rules)
+    assert validated.reason_counts.get("bot_user") == 200 and len(validated.clean) == 10
+
+    later = pd.DataFrame({"id": [10**9], "user_id": [100], "item_id": [2],
+                          "occurred_at": [pd.Timestamp(NOW + timedelta(minutes=1))]})
+    training = features.point_in_time_rates(engine, later)
+    with engine.connect() as conn:
+        serving = conn.execute(features.query("rate_counts_now"), {"user_id": 100, "item_ids": [2]}).one()
+        popularity = features.count_buckets(engine, "item_popularity_counts", [2], pd.Timestamp(NOW))
+    expected = features.side_features([1], [0], [10], [5])  # user 100: one dislike; item 2: 5 of 10 people
+    assert (serving.item_n, serving.item_pos, serving.user_n, serving.user_pos) == (10, 5, 1, 0)
+    for column, values in expected.items():
+        assert training[column].iloc[0] == pytest.approx(float(values[0])), column
+    assert popularity == {2: 3}  # log2(10 + 1): the 200 bot rows would make it 7

@@ -32,3 +32,20 @@ SELECT coalesce(
             FROM snap, pg_snapshot_xip(snap.s) AS x
             WHERE CAST(CAST(x AS text) AS numeric) % 4294967296 NOT IN (SELECT xid32 FROM other_database_xids)),
            (SELECT pg_snapshot_xmax(s) FROM snap)) AS horizon;
+
+-- The one relation every feature query reads (point-in-time rates, serving rates, category rates, drift
+-- popularity and activity, histories, recent likes, replay): interactions that no consumer quarantined.
+-- A bot's likes, duplicates, unknown items and implausible times move no feature, in training, serving
+-- and the benchmarks alike. Rows not yet validated count as clean until a cycle quarantines them.
+CREATE VIEW clean_interactions AS
+SELECT x.id, x.user_id, x.item_id, x.event_type, x.label, x.dwell_ms, x.occurred_at, x.inserted_at, x.txid
+FROM interactions x
+WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.interaction_id = x.id);
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'freshrec_serving') THEN
+        GRANT SELECT ON clean_interactions TO freshrec_serving;
+    END IF;
+END
+$$;
