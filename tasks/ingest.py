@@ -29,8 +29,7 @@ def pull_new_interactions(settings: Settings) -> PulledBatch:
 @task(name="validate-and-denoise", cache_policy=NO_CACHE, timeout_seconds=900)
 def validate_and_denoise(settings: Settings, pulled: PulledBatch) -> ValidatedBatch:
     engine = engine_for(settings)
-    validated = quality.check_batch(engine, pulled, quality_rules(settings), gx_max_rows=settings.gx_max_rows,
-                                    seed=settings.seed)
+    validated = quality.check_batch(engine, pulled, quality_rules(settings))
     logger = get_run_logger()
     logger.info("%d clean, %d quarantined %s; GX suite %s", len(validated.clean), len(validated.quarantined),
                 validated.reason_counts, "passed" if validated.gx_success else "failed")

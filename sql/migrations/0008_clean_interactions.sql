@@ -37,8 +37,11 @@ SELECT coalesce(
 -- popularity and activity, histories, recent likes, replay): interactions that no consumer quarantined.
 -- A bot's likes, duplicates, unknown items and implausible times move no feature, in training, serving
 -- and the benchmarks alike. Rows not yet validated count as clean until a cycle quarantines them.
+-- Only the columns features read: PostgreSQL refuses to change the type of a column a view uses, and a
+-- producer's schema change to the others (dwell_ms, event_type, ...) must stay possible (validation then
+-- rejects the batch as schema-broken instead of the producer's migration failing).
 CREATE VIEW clean_interactions AS
-SELECT x.id, x.user_id, x.item_id, x.event_type, x.label, x.dwell_ms, x.occurred_at, x.inserted_at, x.txid
+SELECT x.id, x.user_id, x.item_id, x.label, x.occurred_at
 FROM interactions x
 WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.interaction_id = x.id);
 
