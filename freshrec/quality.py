@@ -35,7 +35,7 @@ from freshrec.sqlfiles import query
 log = logging.getLogger(__name__)
 
 SUITE_NAME = "freshrec_interactions"
-SUITE_VERSION = "1"
+SUITE_VERSION = "2"  # 2: GX decides (mostly verdict, per-row reasons from GX, signal columns, strict gate)
 REQUIRED_COLUMNS = ["user_id", "item_id", "event_type", "label", "occurred_at"]
 # Column kinds the pulled frame must have. GX 1.24's type expectations fail on pandas' nullable dtypes
 # (Int64, string) whatever the type list, so freshrec checks the kinds itself.
