@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from freshrec.escaping import html_safe_category
+
 log = logging.getLogger(__name__)
 
 # Every input is stationary by construction, so only a change in the world moves it: rates, not counts
@@ -96,6 +98,13 @@ def reference_records(examples: pd.DataFrame, score_column: str, cap: int, seed:
     return frame.to_dict(orient="records")
 
 
+def _html_safe(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    frame = frame.copy()
+    for column in columns:
+        frame[column] = frame[column].map(html_safe_category, na_action="ignore")
+    return frame
+
+
 def _sample(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=cap, random_state=seed) if len(frame) > cap else frame
 
@@ -140,6 +149,10 @@ def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share
     categorical = [c for c in CATEGORICAL if c in shared]
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
     cols = numerical + categorical
+    # Evidently 0.7 embeds category values raw inside a <script> block of its HTML: a category such as
+    # "</script><script>..." would run when the report is opened. Escape them (one-to-one) before Evidently.
+    reference = _html_safe(reference, categorical)
+    current = _html_safe(current, categorical)
     ref_ds = Dataset.from_pandas(reference[cols].astype({c: "float64" for c in numerical}), data_definition=definition)
     cur_ds = Dataset.from_pandas(current[cols].astype({c: "float64" for c in numerical}), data_definition=definition)
     with warnings.catch_warnings():

@@ -1,9 +1,10 @@
 """Exactly-once pull of new interactions.
 
 Each row carries the id of the transaction that wrote it (xid8). The reader orders rows by (txid, id)
-and takes only rows whose transaction is older than the oldest transaction still running
-(pg_snapshot_xmin): those transactions have finished, so a writer that took a lower id but commits
-late cannot be skipped, it simply is not taken yet. The cursor, the batch manifest and the quarantine
+and takes only rows whose transaction is older than the oldest transaction still running in this
+database (view read_horizon, migration 0011; transactions of other databases on the same server cannot
+write these rows and do not hold the reader back): those transactions have finished, so a writer that
+took a lower id but commits late cannot be skipped, it simply is not taken yet. The cursor, the batch manifest and the quarantine
 move in one transaction at the end of the cycle (see freshrec.cycles.commit_cycle); until then the
 cursor is untouched and a crashed run's rows are taken again by the next one.
 """
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 INTERACTION_COLUMNS = ["id", "user_id", "item_id", "event_type", "label", "dwell_ms", "occurred_at",
                        "inserted_at", "txid"]
+# Text longer than this is quarantined as oversized_field; the pull cuts it to one character more, so a
+# multi-megabyte value never reaches Python whole.
+DEFAULT_MAX_FIELD_CHARS = 1000
+_TIME_COLUMNS = ("occurred_at", "inserted_at")  # pulled as microseconds since the epoch (pull_batch.sql)
 
 
 def _arrow_types():
@@ -34,10 +39,12 @@ def _arrow_types():
             "label": pa.int16(), "dwell_ms": pa.int32(), "occurred_at": utc, "inserted_at": utc, "txid": pa.string()}
 
 
-def parse_interactions_csv(data: bytes) -> pd.DataFrame:
+def parse_interactions_csv(data: bytes, max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> pd.DataFrame:
     """PostgreSQL CSV (NULL = empty unquoted field) to a frame with pandas' nullable types.
 
-    Types come from the schema, not from the values, so an all-NULL column keeps its type.
+    Types come from the schema, not from the values, so an all-NULL column keeps its type. Times arrive as
+    microseconds since the epoch (pull_batch.sql). The block size fits the longest field the pull lets
+    through (quoted, 4 bytes a character), so no single row can straddle two blocks.
     """
     import io
 
@@ -45,19 +52,21 @@ def parse_interactions_csv(data: bytes) -> pd.DataFrame:
     import pyarrow.csv as pacsv
 
     types = _arrow_types()
+    arrow_types = {**types, **{name: pa.int64() for name in _TIME_COLUMNS}}
+    block_size = max(1 << 20, 8 * (max_field_chars + 2) + (1 << 16))
     if not data:
         table = pa.table({name: pa.array([], type=types[name]) for name in INTERACTION_COLUMNS})
     else:
         def read(column_types):
             return pacsv.read_csv(
                 io.BytesIO(data),
-                read_options=pacsv.ReadOptions(column_names=INTERACTION_COLUMNS),
+                read_options=pacsv.ReadOptions(column_names=INTERACTION_COLUMNS, block_size=block_size),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
                     column_types=column_types, null_values=[""], strings_can_be_null=True,
                     quoted_strings_can_be_null=False, timestamp_parsers=["%Y-%m-%d %H:%M:%S%z", pacsv.ISO8601]))
 
-        column_types = dict(types)
+        column_types = dict(arrow_types)
         while True:
             try:
                 table = read(column_types)
@@ -72,6 +81,10 @@ def parse_interactions_csv(data: bytes) -> pd.DataFrame:
                 log.warning("column %s holds values that are not %s (%s); reading it as text", name,
                             column_types[name], exc)
                 column_types[name] = pa.string()
+        for name in _TIME_COLUMNS:
+            if column_types[name] == pa.int64():
+                table = table.set_column(table.schema.get_field_index(name), name,
+                                         table.column(name).cast(types[name]))
     nullable = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.int16(): pd.Int16Dtype(),
                 pa.string(): pd.StringDtype("pyarrow")}  # no Python string objects per row
     return table.to_pandas(types_mapper=nullable.get)
@@ -147,11 +160,13 @@ def measure_lag(engine: Engine, cursor: Cursor, stall_after_s: float = 60.0) -> 
     return Lag(int(row.rows_behind), float(row.seconds_behind), stall)
 
 
-def pull_new_interactions(engine: Engine, consumer: str, max_rows: int, stall_after_s: float = 60.0) -> PulledBatch:
+def pull_new_interactions(engine: Engine, consumer: str, max_rows: int, stall_after_s: float = 60.0, *,
+                          max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> PulledBatch:
     """Read (without consuming) up to max_rows interactions past the consumer's cursor."""
     start = read_cursor(engine, consumer)
-    data = copy_out_csv(engine, query("pull_batch"), {**start.as_params(), "max_rows": max_rows})
-    frame = parse_interactions_csv(data)
+    data = copy_out_csv(engine, query("pull_batch"), {**start.as_params(), "max_rows": max_rows,
+                                                      "max_field_chars": max_field_chars})
+    frame = parse_interactions_csv(data, max_field_chars)
     end = Cursor(str(frame["txid"].iloc[-1]), int(frame["id"].iloc[-1])) if len(frame) else start
     lag = measure_lag(engine, end, stall_after_s)
     log.info("pulled %d new interactions (%d still waiting, %.0f s behind)", len(frame), lag.rows_behind,

@@ -1,9 +1,17 @@
-"""Validation and denoising of a pulled batch.
+"""Validation and denoising of a pulled batch: Great Expectations decides.
 
-Great Expectations runs the versioned suite on every batch and gives the batch-level verdict and
-statistics that are stored. GX lists only some failing rows, so freshrec computes the row-level reason
-codes itself with the same rules (plus the denoising rules GX has no expectation for: near duplicates and
-bot-like users). A row with any reason goes to quarantine; nothing is dropped silently.
+One expectation suite states every rule. Each expectation carries the quarantine reason code of the rows
+it rejects (in its meta); GX's own unexpected-row reports (result_format COMPLETE, with the row id as
+unexpected_index_column_names) give every bad row its reason codes. Signals GX cannot compute from one row
+(copies of an event earlier in the batch or in earlier batches, a user's peak events per minute) are
+computed first as columns of the batch and checked by expectations of the same suite.
+
+The suite runs twice:
+  * lenient, on the whole raw batch, every row expectation with mostly = 1 - batch_reject_share: its
+    success is the batch verdict (a rule broken by more than that share of the rows rejects the batch);
+  * strict (mostly 1.0, plus a uniqueness check), on the clean rows only: a hard gate before anything trains;
+    its failure rejects the batch with reason code strict_gate_failed.
+A row with any reason goes to quarantine; nothing is dropped silently. See docs/data-quality.md.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ import json
 import logging
 import math
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -19,19 +29,20 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from freshrec.ingest import INTERACTION_COLUMNS, Cursor, PulledBatch
+from freshrec.ingest import DEFAULT_MAX_FIELD_CHARS, INTERACTION_COLUMNS, Cursor, PulledBatch
 from freshrec.sqlfiles import query
 
 log = logging.getLogger(__name__)
 
 SUITE_NAME = "freshrec_interactions"
-SUITE_VERSION = "1"
+SUITE_VERSION = "2"  # 2: GX decides (mostly verdict, per-row reasons from GX, signal columns, strict gate)
 REQUIRED_COLUMNS = ["user_id", "item_id", "event_type", "label", "occurred_at"]
 # Column kinds the pulled frame must have. GX 1.24's type expectations fail on pandas' nullable dtypes
 # (Int64, string) whatever the type list, so freshrec checks the kinds itself.
 COLUMN_KINDS = {"id": "iu", "user_id": "iu", "item_id": "iu", "label": "iu", "dwell_ms": "iu",
                 "event_type": "OSU", "occurred_at": "M", "inserted_at": "M", "txid": "OSU"}
 BATCH_REJECTED = "batch_rejected"
+STRICT_GATE_FAILED = "strict_gate_failed"
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,9 @@ class QualityRules:
     duplicate_window_s: float
     bot_events_per_minute: int
     batch_reject_share: float
+    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
+    # Earliest plausible occurred_at: catches the zero-epoch (1970) and 1900 bugs and '-infinity'.
+    min_occurred_at: datetime = datetime(1990, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass
@@ -63,38 +77,72 @@ class ValidatedBatch:
 # --- Great Expectations --------------------------------------------------------------------------
 
 _gx_lock = threading.Lock()
-_gx_cache: dict[QualityRules, object] = {}
+_gx_cache: dict[tuple[QualityRules, bool], object] = {}
+
+# Reason codes, in the order they are reported. Each row code is stated by one expectation below.
+REASONS = ["null_user_id", "null_item_id", "null_event_type", "null_label", "null_occurred_at", "bad_user_id",
+           "unknown_event_type", "bad_label", "dwell_out_of_range", "future_timestamp", "implausible_timestamp",
+           "oversized_field", "unknown_item", "duplicate", "near_duplicate", "bot_user", STRICT_GATE_FAILED,
+           BATCH_REJECTED]
+# Columns computed before the suite runs (add_signals), checked by its expectations.
+SIGNAL_COLUMNS = ["copy_gap_s", "user_peak_events_per_minute"]
 
 
-def build_suite(rules: QualityRules):
-    """The expectation suite, versioned with this code (SUITE_VERSION); per-batch values are parameters."""
+def build_suite(rules: QualityRules, strict: bool = False):
+    """The expectation suite, versioned with this code (SUITE_VERSION); per-batch values are parameters.
+
+    Lenient (the batch verdict): every row expectation has mostly = 1 - batch_reject_share. GX counts that
+    share over the rows the expectation looks at (non-null values; for near_duplicate, the rows with a copy).
+    Strict (the gate on the clean rows): mostly 1.0, plus exact uniqueness of (user, item, event, time).
+    """
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name=SUITE_NAME, meta={"version": SUITE_VERSION})
-    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=INTERACTION_COLUMNS, exact_match=True))
+    mostly = {} if strict else {"mostly": max(0.0, 1.0 - rules.batch_reject_share)}
+
+    def add(expectation_class, reason, **kwargs):
+        suite.add_expectation(expectation_class(**kwargs, **mostly, meta={"reason": reason}))
+
+    suite = gx.ExpectationSuite(name=SUITE_NAME + ("_strict" if strict else ""),
+                                meta={"version": SUITE_VERSION, "strict": strict})
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=INTERACTION_COLUMNS + SIGNAL_COLUMNS,
+                                                           exact_match=True, meta={"reason": "schema"}))
     for column in REQUIRED_COLUMNS:
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="user_id", min_value=1))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(rules.event_types)))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="dwell_ms", min_value=0,
-                                                            max_value=rules.max_dwell_ms))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="occurred_at",
-                                                            max_value={"$PARAMETER": "latest_occurred_at"}))
+        add(gxe.ExpectColumnValuesToNotBeNull, f"null_{column}", column=column)
+    add(gxe.ExpectColumnValuesToBeBetween, "bad_user_id", column="user_id", min_value=1)
+    add(gxe.ExpectColumnValuesToBeInSet, "unknown_event_type", column="event_type",
+        value_set=list(rules.event_types))
+    add(gxe.ExpectColumnValueLengthsToBeBetween, "oversized_field", column="event_type",
+        max_value=rules.max_field_chars)
+    add(gxe.ExpectColumnValuesToBeInSet, "bad_label", column="label", value_set=[0, 1])
+    add(gxe.ExpectColumnValuesToBeBetween, "dwell_out_of_range", column="dwell_ms", min_value=0,
+        max_value=rules.max_dwell_ms)
+    add(gxe.ExpectColumnValuesToBeBetween, "future_timestamp", column="occurred_at",
+        max_value={"$PARAMETER": "latest_occurred_at"})
+    add(gxe.ExpectColumnValuesToBeBetween, "implausible_timestamp", column="occurred_at",
+        min_value=rules.min_occurred_at)
     # "item_id is in items", phrased over the batch's unknown ids: the parameter stays a handful of values
     # instead of the whole catalogue, which GX would copy many times per run.
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeInSet(column="item_id",
-                                                             value_set={"$PARAMETER": "unknown_item_ids"}))
-    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(
-        column_list=["user_id", "item_id", "event_type", "occurred_at"]))
+    add(gxe.ExpectColumnValuesToNotBeInSet, "unknown_item", column="item_id",
+        value_set={"$PARAMETER": "unknown_item_ids"})
+    # copy_gap_s: seconds to the closest earlier copy (same user, item, event; in this batch or consumed).
+    add(gxe.ExpectColumnValuesToNotBeInSet, "duplicate", column="copy_gap_s", value_set=[0.0])
+    add(gxe.ExpectColumnValuesToBeBetween, "near_duplicate", column="copy_gap_s",
+        min_value=rules.duplicate_window_s, strict_min=True, row_condition="copy_gap_s > 0",
+        condition_parser="pandas")
+    add(gxe.ExpectColumnValuesToBeBetween, "bot_user", column="user_peak_events_per_minute",
+        max_value=rules.bot_events_per_minute)
+    if strict:
+        suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["user_id", "item_id", "event_type", "occurred_at"], meta={"reason": "duplicate"}))
     return suite
 
 
-def _validation_definition(rules: QualityRules):
-    """One ephemeral GX context per rule set and process (building one costs ~0.3 s)."""
+def _validation_definition(rules: QualityRules, strict: bool):
+    """One ephemeral GX context per rule set, suite and process (building one costs ~0.3 s)."""
     with _gx_lock:
-        if rules not in _gx_cache:
+        key = (rules, strict)
+        if key not in _gx_cache:
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -103,50 +151,56 @@ def _validation_definition(rules: QualityRules):
             batch_def = (context.data_sources.add_pandas(name="pulled")
                          .add_dataframe_asset(name="interactions")
                          .add_batch_definition_whole_dataframe("batch"))
-            suite = context.suites.add(build_suite(rules))
-            _gx_cache[rules] = context.validation_definitions.add(
+            suite = context.suites.add(build_suite(rules, strict))
+            _gx_cache[key] = context.validation_definitions.add(
                 gx.ValidationDefinition(name="interactions_batch", data=batch_def, suite=suite))
-        return _gx_cache[rules]
+        return _gx_cache[key]
 
 
-def run_expectations(frame: pd.DataFrame, rules: QualityRules, known_item_ids: set[int],
-                     now: datetime) -> tuple[bool, dict, list[dict]]:
-    vd = _validation_definition(rules)
+@dataclass
+class SuiteRun:
+    success: bool
+    statistics: dict
+    results: list[dict]              # one JSON-able summary per expectation
+    row_reasons: dict[int, set[str]]  # row id -> reason codes, from GX's unexpected-row reports
+
+
+def run_suite(frame: pd.DataFrame, rules: QualityRules, known_item_ids: set[int], now: datetime, *,
+              strict: bool = False) -> SuiteRun:
+    """Run the (lenient or strict) suite on a frame that has the signal columns."""
+    vd = _validation_definition(rules, strict)
     batch_items = frame["item_id"].dropna().unique()
     unknown = sorted(int(i) for i in batch_items if int(i) not in known_item_ids)
     with _gx_lock:  # GX contexts are not thread-safe
         res = vd.run(batch_parameters={"dataframe": frame},
                      expectation_parameters={"unknown_item_ids": unknown,
                                              "latest_occurred_at": now + timedelta(seconds=rules.clock_skew_s)},
-                     result_format="SUMMARY")
-    results = []
+                     result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["id"],
+                                    "return_unexpected_index_query": False})
+    results, reasons = [], {}
     for r in res.results:
         cfg = r.expectation_config
+        reason = (cfg.meta or {}).get("reason")
+        bad_ids = [int(row["id"]) for row in (r.result.get("unexpected_index_list") or [])
+                   if isinstance(row, dict) and "id" in row]
+        if reason in REASONS:
+            for row_id in bad_ids:
+                reasons.setdefault(row_id, set()).add(reason)
         results.append({
             "expectation": cfg.type,
             "column": cfg.kwargs.get("column") or cfg.kwargs.get("column_list"),
+            "reason": reason,
+            "mostly": cfg.kwargs.get("mostly"),
             "success": bool(r.success),
             "unexpected_count": r.result.get("unexpected_count"),
-            "unexpected_percent": r.result.get("unexpected_percent"),
+            "unexpected_percent": _jsonable(r.result.get("unexpected_percent")),
             "observed_value": _jsonable(r.result.get("observed_value")),
             "error": (r.exception_info or {}).get("exception_message"),
         })
-    return bool(res.success), dict(res.statistics), results
+    return SuiteRun(bool(res.success), dict(res.statistics), results, reasons)
 
 
-# --- freshrec's row-level rules ---------------------------------------------------------------------
-
-# Reason codes, one bit each, in the order they are reported.
-REASONS = ["null_user_id", "null_item_id", "null_event_type", "null_label", "null_occurred_at", "bad_user_id",
-           "unknown_event_type", "bad_label", "dwell_out_of_range", "future_timestamp", "unknown_item",
-           "duplicate", "near_duplicate", "bot_user", BATCH_REJECTED]
-BIT = {code: np.uint32(1) << np.uint32(i) for i, code in enumerate(REASONS)}
-
-
-def _ints(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(values, is_null) of an integer column; NULL slots hold 0."""
-    null = series.isna().to_numpy()
-    return series.to_numpy(dtype="int64", na_value=0), null
+# --- signals GX cannot compute from one row ----------------------------------------------------------
 
 
 def _micros(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -158,87 +212,83 @@ def _micros(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rolling_counts(keys: np.ndarray, times: np.ndarray, window: int) -> np.ndarray:
-    """For rows sorted by (key, time): how many rows of the same key fall in (t - window, t]."""
+    """For rows sorted by (key, time): how many rows of the same key fall in (t - window, t].
+
+    Exact for any time span: times are replaced by their rank among the batch's distinct times, so the
+    sortable (group, time) key never depends on how far apart the batch's events are (late events,
+    week-long backlogs, replays of old data).
+    """
     n = len(keys)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     new_group = np.r_[True, keys[1:] != keys[:-1]]
-    rank = np.cumsum(new_group) - 1
+    rank = (np.cumsum(new_group) - 1).astype(np.int64)
     group_start = np.flatnonzero(new_group)[rank]
-    # One sortable int64 per row: group rank in the high bits, time since the batch start below (~34 years
-    # of microseconds fit in 40 bits, leaving 23 bits for 8 million groups).
-    offset = times - times.min()
-    combined = (rank.astype(np.int64) << 40) + np.minimum(offset, (1 << 40) - 1)
-    left = np.maximum(np.searchsorted(combined, combined - window, side="right"), group_start)
+    distinct = np.unique(times)
+    time_rank = np.searchsorted(distinct, times).astype(np.int64)
+    # First distinct time inside the window (t - window, t]: its rank bounds the window from the left.
+    first_inside = np.searchsorted(distinct, times - window, side="right").astype(np.int64)
+    combined = (rank << 32) + time_rank  # < 2^31 groups and < 2^32 distinct times: no overlap, no overflow
+    left = np.maximum(np.searchsorted(combined, (rank << 32) + first_inside, side="left"), group_start)
     return np.arange(n) - left + 1
 
 
-def row_flags(frame: pd.DataFrame, rules: QualityRules, known_item_ids: set[int], now: datetime,
-              earlier: dict[int, float] | None = None) -> np.ndarray:
-    """A bitmask of reason codes per row (0 = clean), computed with vectorised numpy.
+def add_signals(frame: pd.DataFrame, rules: QualityRules,
+                earlier: dict[int, float] | None = None) -> pd.DataFrame:
+    """The batch plus the signal columns its expectations check (SIGNAL_COLUMNS), computed with numpy.
 
-    earlier maps row id -> gap in seconds to the closest already-consumed copy of the same user, item and
-    event (a producer's retry that landed in a later batch).
+    copy_gap_s: seconds to the closest earlier copy of the same user, item and event: the previous one in
+    this batch (time order; exact copies at the same instant: 0), or an already-consumed one (earlier maps
+    row id -> that gap: a producer's retry that landed in a later batch). Infinity: no copy. The first copy of a
+    run has none, so it stays clean.
+    user_peak_events_per_minute: the most events the row's user has in any one-minute window of the batch
+    (the same for all the user's rows, so a bot is quarantined whole).
     """
+    out = frame.copy()
     n = len(frame)
-    flags = np.zeros(n, dtype=np.uint32)
-    ids, _ = _ints(frame["id"])
-    users, null_user = _ints(frame["user_id"])
-    items, null_item = _ints(frame["item_id"])
-    labels, null_label = _ints(frame["label"])
-    dwell, null_dwell = _ints(frame["dwell_ms"])
+    ids = frame["id"].to_numpy(dtype="int64", na_value=0)
+    users = frame["user_id"].to_numpy(dtype="int64", na_value=0)
+    items = frame["item_id"].to_numpy(dtype="int64", na_value=0)
     times, null_time = _micros(frame["occurred_at"])
-    events, event_values = pd.factorize(frame["event_type"], use_na_sentinel=True)
-    null_event = events < 0
-    for code, mask in (("null_user_id", null_user), ("null_item_id", null_item), ("null_event_type", null_event),
-                       ("null_label", null_label), ("null_occurred_at", null_time)):
-        flags[mask] |= BIT[code]
-    flags[~null_user & (users <= 0)] |= BIT["bad_user_id"]
-    allowed_event = np.isin(np.asarray(event_values, dtype=object), list(rules.event_types))
-    flags[~null_event & ~allowed_event[np.maximum(events, 0)]] |= BIT["unknown_event_type"]
-    flags[~null_label & (labels != 0) & (labels != 1)] |= BIT["bad_label"]
-    flags[~null_dwell & ((dwell < 0) | (dwell > rules.max_dwell_ms))] |= BIT["dwell_out_of_range"]
-    latest = int((pd.Timestamp(now).timestamp() + rules.clock_skew_s) * 1_000_000)
-    flags[~null_time & (times > latest)] |= BIT["future_timestamp"]
-    known = np.fromiter(known_item_ids, dtype=np.int64, count=len(known_item_ids))
-    flags[~null_item & ~np.isin(items, known)] |= BIT["unknown_item"]
+    events, _ = pd.factorize(frame["event_type"], use_na_sentinel=True)
+    null_user = frame["user_id"].isna().to_numpy()
+    null_item = frame["item_id"].isna().to_numpy()
 
-    # Duplicates: among rows with the same user, item and event, a row at the same instant as the previous
-    # one is an exact duplicate, one within the window a near duplicate; the first of each run stays clean.
-    keyed = np.flatnonzero(~(null_user | null_item | null_event | null_time))
+    gap = np.full(n, np.inf)  # not NaN: GX leaves nulls out of its mostly share, and every row counts
+    keyed = np.flatnonzero(~(null_user | null_item | (events < 0) | null_time))
     if len(keyed) > 1:
         order = keyed[np.lexsort((ids[keyed], times[keyed], events[keyed], items[keyed], users[keyed]))]
         same = np.r_[False, (users[order][1:] == users[order][:-1]) & (items[order][1:] == items[order][:-1])
                      & (events[order][1:] == events[order][:-1])]
-        gap = np.r_[0, np.diff(times[order])]
-        window = int(rules.duplicate_window_s * 1_000_000)
-        flags[order[same & (gap == 0)]] |= BIT["duplicate"]
-        flags[order[same & (gap > 0) & (gap <= window)]] |= BIT["near_duplicate"]
+        step = np.r_[0, np.diff(times[order])] / 1e6
+        gap[order[same]] = step[same]
     if earlier:
         position = pd.Index(ids).get_indexer(list(earlier))
         gaps = np.fromiter(earlier.values(), dtype=float, count=len(earlier))
-        flags[position[gaps == 0]] |= BIT["duplicate"]
-        flags[position[gaps > 0]] |= BIT["near_duplicate"]
+        keep = position >= 0
+        gap[position[keep]] = np.fmin(gap[position[keep]], gaps[keep])
+    out["copy_gap_s"] = gap
 
-    # Bots: users with more events in some one-minute window than a person could produce.
+    peak = np.full(n, np.nan)
     timed = np.flatnonzero(~(null_user | null_time))
     if len(timed):
         order = timed[np.lexsort((times[timed], users[timed]))]
         counts = _rolling_counts(users[order], times[order], 60_000_000)
-        bots = np.unique(users[order][counts > rules.bot_events_per_minute])
-        if len(bots):
-            flags[~null_user & np.isin(users, bots)] |= BIT["bot_user"]
-    return flags
-
-
-def reasons_of(flag: int) -> list[str]:
-    return [code for code in REASONS if flag & BIT[code]]
+        per_user = pd.Series(counts, index=users[order]).groupby(level=0).max()
+        peak[timed] = per_user.reindex(users[timed]).to_numpy(dtype="float64")
+    out["user_peak_events_per_minute"] = peak
+    return out
 
 
 def row_reasons(frame: pd.DataFrame, rules: QualityRules, known_item_ids: set[int], now: datetime,
                 earlier: dict[int, float] | None = None) -> list[list[str]]:
-    """Reason codes for every row (an empty list means clean)."""
-    return [reasons_of(int(f)) for f in row_flags(frame, rules, known_item_ids, now, earlier)]
+    """Reason codes for every row (an empty list means clean), as the lenient suite reports them."""
+    run = run_suite(add_signals(frame.reset_index(drop=True), rules, earlier), rules, known_item_ids, now)
+    return [_ordered(run.row_reasons.get(int(i), ())) for i in frame["id"]]
+
+
+def _ordered(codes) -> list[str]:
+    return [code for code in REASONS if code in codes]
 
 
 def schema_problems(frame: pd.DataFrame) -> list[str]:
@@ -284,40 +334,62 @@ def latest_consumed_time(engine: Engine, consumer: str) -> datetime | None:
 
 
 def validate_batch(frame: pd.DataFrame, rules: QualityRules, known_item_ids: set[int],
-                   now: datetime | None = None, *, earlier: dict[int, float] | None = None,
-                   gx_max_rows: int = 50_000, seed: int = 0) -> ValidatedBatch:
-    """Run the suite and the row rules; split the batch into clean and quarantined rows; apply the gate.
+                   now: datetime | None = None, *, earlier: dict[int, float] | None = None) -> ValidatedBatch:
+    """Run the suite on the raw batch; split it into clean and quarantined rows; apply the strict gate.
 
-    GX sees the whole batch up to gx_max_rows and a uniform sample of that size beyond (its statistics
-    are then estimates, and say so); the row rules, which decide the quarantine and the gate, see every row.
+    GX sees every row: its unexpected-row reports give the reasons, its success the batch verdict.
     """
     now = now or datetime.now(timezone.utc)
     frame = frame.reset_index(drop=True)
-    sample = frame.sample(n=gx_max_rows, random_state=seed) if len(frame) > gx_max_rows else frame
-    gx_success, statistics, results = run_expectations(sample, rules, known_item_ids, now)
-    statistics = {**statistics, "rows": len(frame), "rows_validated_by_gx": len(sample)}
-    schema_broken = [f"columns differ from {INTERACTION_COLUMNS} (observed {r['observed_value']})"
-                     for r in results if r["expectation"] == "expect_table_columns_to_match_set" and not r["success"]]
-    schema_broken += schema_problems(frame)
-    # Row rules need the schema's types; a schema-broken batch is rejected whole anyway.
-    flags = (np.zeros(len(frame), dtype=np.uint32) if schema_broken
-             else row_flags(frame, rules, known_item_ids, now, earlier))
-    bad = flags != 0
-    bad_share = float(bad.mean()) if len(frame) else 0.0
-    reject_reason = None
+    started = time.perf_counter()
+    schema_broken = schema_problems(frame)
+    ids = frame["id"].to_numpy(dtype="int64", na_value=0) if len(frame) else np.zeros(0, dtype="int64")
+    reasons: list[set[str]] = [set() for _ in range(len(frame))]
+    reject_reason, reject_code = None, None
+    gx_seconds = signal_seconds = 0.0
     if schema_broken:
+        # Row rules need the schema's types: the batch is rejected whole without running the suite.
+        gx_success, statistics, results = False, {}, []
         reject_reason = "schema broken: " + "; ".join(schema_broken)
-    elif bad_share > rules.batch_reject_share:
-        reject_reason = (f"{bad_share:.0%} of the batch failed checks, above the "
-                         f"{rules.batch_reject_share:.0%} limit")
+    else:
+        t0 = time.perf_counter()
+        checked = add_signals(frame, rules, earlier)
+        t1 = time.perf_counter()
+        lenient = run_suite(checked, rules, known_item_ids, now)
+        t2 = time.perf_counter()
+        signal_seconds, gx_seconds = t1 - t0, t2 - t1
+        gx_success, statistics = lenient.success, lenient.statistics
+        results = [{**r, "suite": "lenient"} for r in lenient.results]
+        position = pd.Index(ids)
+        for row_id, codes in lenient.row_reasons.items():
+            reasons[position.get_loc(row_id)] |= codes
+        reject_reason = _verdict(lenient, rules)
+        if reject_reason is None:
+            bad = np.fromiter((bool(r) for r in reasons), dtype=bool, count=len(frame))
+            clean_rows = checked[~bad]
+            t3 = time.perf_counter()
+            strict = run_suite(clean_rows, rules, known_item_ids, now, strict=True)
+            gx_seconds += time.perf_counter() - t3
+            results += [{**r, "suite": "strict"} for r in strict.results]
+            if not strict.success:
+                failed = sorted({f"{r['reason']} ({r['unexpected_count']} rows)" for r in strict.results
+                                 if not r["success"]})
+                reject_reason = "strict suite failed on the clean rows: " + ", ".join(failed)
+                reject_code = STRICT_GATE_FAILED
     if reject_reason:
-        flags |= BIT[BATCH_REJECTED]
-        bad[:] = True
+        for codes in reasons:
+            codes.add(BATCH_REJECTED)
+            if reject_code:
+                codes.add(reject_code)
+    bad = np.fromiter((bool(r) for r in reasons), dtype=bool, count=len(frame))
     quarantined = frame[bad].copy()
-    quarantined["reasons"] = [reasons_of(int(f)) for f in flags[bad]]
-    counts = {code: int(np.count_nonzero(flags & BIT[code])) for code in REASONS}
-    counts = {code: c for code, c in counts.items() if c}
+    quarantined["reasons"] = [_ordered(r) for r, b in zip(reasons, bad) if b]
+    tally = Counter(code for r in reasons for code in r)
+    counts = {code: tally[code] for code in REASONS if tally[code]}
     clean = frame[~bad].reset_index(drop=True)
+    statistics = {**statistics, "rows": len(frame), "gx_seconds": round(gx_seconds, 4),
+                  "signal_seconds": round(signal_seconds, 4),
+                  "validate_seconds": round(time.perf_counter() - started, 4)}
     if reject_reason:
         log.warning("batch rejected: %s", reject_reason)
     log.info("validated %d rows: %d clean, %d quarantined %s", len(frame), len(clean), len(quarantined), counts)
@@ -325,15 +397,30 @@ def validate_batch(frame: pd.DataFrame, rules: QualityRules, known_item_ids: set
                           gx_success, statistics, results)
 
 
-def check_batch(engine: Engine, pulled: PulledBatch, rules: QualityRules, *, gx_max_rows: int = 50_000,
-                seed: int = 0) -> ValidatedBatch:
+def _verdict(run: SuiteRun, rules: QualityRules) -> str | None:
+    """The lenient suite's verdict in one sentence (None: accepted)."""
+    if run.success:
+        return None
+    schema = [r for r in run.results if r["reason"] == "schema" and not r["success"]]
+    if schema:
+        return f"schema broken: columns differ from {INTERACTION_COLUMNS} (observed {schema[0]['observed_value']})"
+    errors = [f"{r['reason']}: {r['error']}" for r in run.results if r["error"]]
+    if errors:
+        return "the suite could not evaluate " + "; ".join(errors)
+    failed = [r for r in run.results if not r["success"]]
+    worst = max(float(r["unexpected_percent"] or 0) for r in failed) / 100
+    return (f"{worst:.0%} of the batch failed checks ("
+            + ", ".join(f"{r['reason']} {float(r['unexpected_percent'] or 0) / 100:.0%}" for r in failed)
+            + f"), above the {rules.batch_reject_share:.0%} limit")
+
+
+def check_batch(engine: Engine, pulled: PulledBatch, rules: QualityRules) -> ValidatedBatch:
     """validate_batch with what it needs from the database: the known items, and earlier copies of rows."""
     frame = pulled.frame
     item_ids = frame["item_id"].dropna().astype("int64").unique().tolist()
     earlier = earlier_copies(engine, frame, pulled.from_cursor, rules.duplicate_window_s,
                              latest_consumed_time(engine, pulled.consumer))
-    return validate_batch(frame, rules, known_items(engine, item_ids), earlier=earlier, gx_max_rows=gx_max_rows,
-                          seed=seed)
+    return validate_batch(frame, rules, known_items(engine, item_ids), earlier=earlier)
 
 
 # --- helpers -----------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -54,9 +55,14 @@ class Settings(BaseSettings):
     clock_skew_s: int = Field(300, ge=0, description="How far in the future occurred_at may lie.")
     duplicate_window_s: float = Field(2.0, ge=0, description="Same user, item and event within this window: duplicate.")
     bot_events_per_minute: int = Field(120, gt=0, description="A user above this rate in a batch is treated as a bot.")
-    batch_reject_share: float = Field(0.5, gt=0, le=1, description="Share of bad rows above which a batch trains nothing.")
-    gx_max_rows: int = Field(50_000, gt=0, description="Great Expectations validates the whole batch up to this "
-                             "many rows and a uniform sample of this size beyond; freshrec's row rules see every row.")
+    batch_reject_share: float = Field(0.5, gt=0, le=1, description="Share of rows breaking any one rule (GX mostly = 1 - this) above which a batch trains nothing.")
+    # --- data quality: poison rows (issue 16) ---------------------------------------------------
+    max_field_chars: int = Field(1000, gt=0, description="Text values (event_type) longer than this are "
+                                 "quarantined as oversized_field; the pull cuts them just above it.")
+    min_occurred_at: datetime = Field(datetime(1990, 1, 1, tzinfo=timezone.utc), description="Earliest "
+                                      "plausible occurred_at (ISO time); earlier rows (zero-epoch 1970, 1900, "
+                                      "-infinity) are quarantined as implausible_timestamp.")
+    # --- end data quality: poison rows ----------------------------------------------------------
 
     # --- training -----------------------------------------------------------------------------
     min_train_rows: int = Field(32, ge=1)

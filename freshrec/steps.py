@@ -41,7 +41,8 @@ def quality_rules(settings: Settings) -> QualityRules:
     return QualityRules(
         event_types=tuple(settings.event_types), max_dwell_ms=settings.max_dwell_ms,
         clock_skew_s=settings.clock_skew_s, duplicate_window_s=settings.duplicate_window_s,
-        bot_events_per_minute=settings.bot_events_per_minute, batch_reject_share=settings.batch_reject_share)
+        bot_events_per_minute=settings.bot_events_per_minute, batch_reject_share=settings.batch_reject_share,
+        max_field_chars=settings.max_field_chars, min_occurred_at=settings.min_occurred_at)
 
 
 def train_config(settings: Settings) -> TrainConfig:
@@ -78,7 +79,7 @@ def begin(settings: Settings, engine: Engine, run_id: str | None = None) -> int:
 def pull(settings: Settings, engine: Engine) -> PulledBatch:
     """Up to max_batch_rows rows past the consumer's cursor; the cursor moves only in commit()."""
     return ingest.pull_new_interactions(engine, settings.consumer, settings.max_batch_rows,
-                                        settings.horizon_stall_s)
+                                        settings.horizon_stall_s, max_field_chars=settings.max_field_chars)
 
 
 def record_empty(settings: Settings, engine: Engine, cycle_id: int, pulled: PulledBatch,
@@ -90,8 +91,7 @@ def record_empty(settings: Settings, engine: Engine, cycle_id: int, pulled: Pull
 
 
 def validate(settings: Settings, engine: Engine, pulled: PulledBatch) -> ValidatedBatch:
-    return quality.check_batch(engine, pulled, quality_rules(settings), gx_max_rows=settings.gx_max_rows,
-                               seed=settings.seed)
+    return quality.check_batch(engine, pulled, quality_rules(settings))
 
 
 def load_champion(settings: Settings, engine: Engine) -> ChampionModel | None:

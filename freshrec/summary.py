@@ -7,6 +7,7 @@ from pathlib import Path
 
 from freshrec.cycles import CycleSummary
 from freshrec.drift import DriftReport
+from freshrec.escaping import markdown_text as md
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
 from freshrec.registry import Decision
@@ -75,12 +76,12 @@ def _f(x, fmt: str = "{:.3f}") -> str:
 
 def summary_markdown(s: CycleSummary) -> str:
     m = s.metrics
-    reasons = "\n".join(f"| {k} | {v} |" for k, v in s.quarantine_reasons.items()) or "| (none) | 0 |"
+    reasons = "\n".join(f"| {md(k)} | {v} |" for k, v in s.quarantine_reasons.items()) or "| (none) | 0 |"
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in s.stage_seconds.items())
     drift = s.drift or {}
     decision = s.decision or {}
     return (
-        f"# freshrec cycle {s.cycle_id}: {s.status}\n\n{s.message}\n\n"
+        f"# freshrec cycle {s.cycle_id}: {md(s.status)}\n\n{md(s.message)}\n\n"
         f"| rows pulled | clean | quarantined | lag (rows) |\n|---|---|---|---|\n"
         f"| {s.rows_pulled} | {s.rows_clean} | {s.rows_quarantined} | {s.lag.get('rows_behind', 0)} |\n\n"
         f"## Quarantine\n\n| reason | rows |\n|---|---|\n{reasons}\n\n"
@@ -89,10 +90,10 @@ def summary_markdown(s: CycleSummary) -> str:
         f"{(m.get('champion') or {}).get('n', '-')} |\n"
         f"| candidate | {_f(_auc(m, 'candidate'))} | {_f((m.get('candidate') or {}).get('logloss'))} | "
         f"{(m.get('candidate') or {}).get('n', '-')} |\n\n"
-        f"## Drift\n\n{drift.get('status', 'not measured')}: {drift.get('note', '')}; "
-        f"report: {drift.get('report_path') or '-'}\n\n"
+        f"## Drift\n\n{md(drift.get('status', 'not measured'))}: {md(drift.get('note', ''))}; "
+        f"report: {md(drift.get('report_path') or '-')}\n\n"
         f"## Decision\n\n**{'published version ' + str(decision.get('version')) if decision.get('published') else 'not published'}**"
-        f": {'; '.join(decision.get('reasons', [])) or '-'}\n\nStages: {stages}\n"
+        f": {md('; '.join(decision.get('reasons', [])) or '-')}\n\nStages: {stages}\n"
     )
 
 

@@ -11,6 +11,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 
 from freshrec import drift
+from freshrec.escaping import markdown_text
 from freshrec.drift import DriftReport
 from freshrec.reports import report_link
 from freshrec.settings import Settings
@@ -45,10 +46,10 @@ def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
             description=f"Per-column drift, cycle {cycle_id}")
     create_markdown_artifact(
         key="drift-headline",
-        markdown=(f"# Drift, cycle {cycle_id}\n\n**{r.status}**: {r.note}.\n\n"
+        markdown=(f"# Drift, cycle {cycle_id}\n\n**{r.status}**: {markdown_text(r.note)}.\n\n"
                   f"Dataset drift: **{r.dataset_drift}** (share {r.drifted_share:.2f}); prediction drift: "
                   f"{r.prediction_drift}; label drift: {r.label_drift}.\n\n"
-                  + (f"HTML report: [{path.name}]({report_link(settings.public_url, cycle_id, path)})\n"
+                  + (f"HTML report: [{markdown_text(path.name)}]({report_link(settings.public_url, cycle_id, path)})\n"
                      if path else "")),
         description="Evidently drift headline")
     if path:

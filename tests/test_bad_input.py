@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from freshrec import ingest, quality
@@ -104,3 +105,88 @@ def test_every_kind_of_bad_row_is_quarantined_with_its_reason(engine):
     assert all(i not in by_id for i in ids[:len(clean)])
     assert by_id == {i: r for i, r in reasons_by_row.items() if r}
     assert count(engine, "interactions") == inserted + 1  # quarantine never deletes
+
+
+# (name, SQL expression for one column of an otherwise good row, expected reason)
+POISON = [
+    ("3 MB event_type", "event_type", "repeat('x', 3000000)", "oversized_field"),
+    ("3 MB of quotes and newlines", "event_type", "repeat('\"' || chr(10) || ',', 1000000)", "oversized_field"),
+    ("+infinity occurred_at", "occurred_at", "'infinity'", "future_timestamp"),
+    ("-infinity occurred_at", "occurred_at", "'-infinity'", "implausible_timestamp"),
+    ("year 1900", "occurred_at", "'1900-01-01 00:00:00+00'", "implausible_timestamp"),
+    ("zero epoch", "occurred_at", "'1970-01-01 00:00:00+00'", "implausible_timestamp"),
+    ("year 9999", "occurred_at", "'9999-12-31 23:59:59+00'", "future_timestamp"),
+    ("BC date", "occurred_at", "'4713-01-01 00:00:00+00 BC'", "implausible_timestamp"),
+    ("odd zone offset", "occurred_at", "'1901-06-01 12:00:00+00:09:21'", "implausible_timestamp"),
+    ("max bigint user", "user_id", "9223372036854775807", None),
+    ("max bigint item", "item_id", "9223372036854775807", "unknown_item"),
+    ("min bigint user", "user_id", "-9223372036854775808", "bad_user_id"),
+    ("control characters", "event_type", "'click' || chr(1) || chr(27) || chr(127)", "unknown_event_type"),
+    ("+infinity inserted_at", "inserted_at", "'infinity'", None),
+]
+
+
+def test_no_single_row_stops_the_stream(engine):
+    """Each poison row lands in quarantine with a reason of its own; the rest of the batch goes on."""
+    rules = quality.QualityRules(("click", "skip"), 3_600_000, 300, 2.0, 60, 0.5)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO items (id, title) SELECT g, 'item ' || g FROM generate_series(1, 50) g"))
+        insert(conn, [{**GOOD, "user_id": 100 + i, "item_id": 1 + i % 50, "occurred_at": T + timedelta(seconds=i)}
+                      for i in range(100)])
+        ids = {}
+        for k, (name, column, expression, _) in enumerate(POISON):
+            values = {"user_id": str(1000 + k), "item_id": "1", "event_type": "'click'", "label": "1",
+                      "dwell_ms": "10", "occurred_at": "now() - interval '1 hour'", column: expression}
+            # expressions come from the list above, not from user input
+            ids[name] = conn.execute(sa.text(
+                "INSERT INTO interactions (" + ", ".join(values) + ") VALUES (" + ", ".join(values.values())
+                + ") RETURNING id")).scalar_one()
+    pulled, validated = take(engine, rules)
+    assert pulled.rows == 100 + len(POISON)
+    assert validated.accepted and len(validated.clean) >= 100
+    with engine.connect() as conn:
+        by_id = {r.interaction_id: r.reasons for r in conn.execute(sa.text(
+            "SELECT interaction_id, reasons FROM quarantine"))}
+        cursor = conn.execute(sa.text("SELECT last_id FROM ingest_cursor WHERE consumer = 'c'")).scalar_one()
+    assert cursor == max(pulled.frame["id"])  # the cursor moved past every poison row
+    for name, _, _, reason in POISON:
+        if reason is None:
+            assert ids[name] not in by_id, name  # a legal extreme value is not a reason
+        else:
+            assert reason in by_id.get(ids[name], []), (name, by_id.get(ids[name]))
+            assert "batch_rejected" not in by_id[ids[name]], name
+    assert set(by_id[ids["3 MB event_type"]]) == {"unknown_event_type", "oversized_field"}
+    stored = pulled.frame.set_index("id").loc[ids["3 MB event_type"], "event_type"]
+    assert len(stored) == rules.max_field_chars + 1  # cut by the pull, never pulled whole
+
+
+def test_quarantined_bot_likes_do_not_move_the_item_rate(engine):
+    """Training (point-in-time) and serving (now) features read the same clean relation: a bot's likes of
+    item 2, quarantined as bot_user, change neither its like-rate nor the bot-free users' features."""
+    import pandas as pd
+
+    from freshrec import features
+
+    rules = quality.QualityRules(("click", "skip"), 3_600_000, 300, 2.0, 60, 1.0)  # bot-heavy batch
+    people = [{**GOOD, "user_id": 100 + i, "item_id": 2, "label": i % 2, "occurred_at": T + timedelta(minutes=i)}
+              for i in range(10)]
+    bot = [{**GOOD, "user_id": 66, "item_id": 2, "label": 1, "occurred_at": T + timedelta(seconds=i / 4)}
+           for i in range(200)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO items (id, title, category) SELECT g, 'item ' || g, 'music' "
+                             "FROM generate_series(1, 5) g"))
+        insert(conn, people + bot)
+    _, validated = take(engine, rules)
+    assert validated.reason_counts.get("bot_user") == 200 and len(validated.clean) == 10
+
+    later = pd.DataFrame({"id": [10**9], "user_id": [100], "item_id": [2],
+                          "occurred_at": [pd.Timestamp(NOW + timedelta(minutes=1))]})
+    training = features.point_in_time_rates(engine, later)
+    with engine.connect() as conn:
+        serving = conn.execute(features.query("rate_counts_now"), {"user_id": 100, "item_ids": [2]}).one()
+        popularity = features.count_buckets(engine, "item_popularity_counts", [2], pd.Timestamp(NOW))
+    expected = features.side_features([1], [0], [10], [5])  # user 100: one dislike; item 2: 5 of 10 people
+    assert (serving.item_n, serving.item_pos, serving.user_n, serving.user_pos) == (10, 5, 1, 0)
+    for column, values in expected.items():
+        assert training[column].iloc[0] == pytest.approx(float(values[0])), column
+    assert popularity == {2: 3}  # log2(10 + 1): the 200 bot rows would make it 7

@@ -109,3 +109,55 @@ def test_generator_drift_point_moves_category_and_prediction(engine):
     still = measure_drift(drift_frame(before, "score"), drift_frame(before2, "score"), drift_share=0.5,
                           sample_cap=20_000, min_rows=30).result
     assert not still.prediction_drift and not still.dataset_drift
+
+
+PAYLOAD = "</script><script>window.pwned=1</script><!--<script>"
+
+
+class _Scripts:
+    """Collects the text of every <script> element as an HTML parser (a browser's tokenizer) sees it."""
+
+    def __init__(self, html_text: str):
+        from html.parser import HTMLParser
+
+        self.scripts: list[str] = []
+        outer = self
+
+        class P(HTMLParser):
+            def __init__(self):
+                super().__init__(convert_charrefs=True)
+                self.inside = False
+
+            def handle_starttag(self, tag, attrs):
+                if tag == "script":
+                    self.inside = True
+                    outer.scripts.append("")
+
+            def handle_endtag(self, tag):
+                if tag == "script":
+                    self.inside = False
+
+            def handle_data(self, data):
+                if self.inside:
+                    outer.scripts[-1] += data
+
+        P().feed(html_text)
+
+
+def test_category_from_the_data_runs_no_script_in_the_report():
+    reference, current = sample(400, False, 1), sample(400, True, 2)
+    current.loc[current.index[:50], "category"] = PAYLOAD
+    current.loc[current.index[50:60], "event_type"] = PAYLOAD
+    report = measure_drift(reference, current, drift_share=0.5, sample_cap=20_000, min_rows=30)
+    html_text = report.html.decode("utf-8")
+    scripts = _Scripts(html_text).scripts
+    assert scripts, "the report keeps its own scripts"
+    # Without escaping the parser would close the report's script at the payload and open a new script
+    # element whose code is the payload's: the payload may only appear as escaped text inside a JSON string.
+    plain = measure_drift(reference, sample(400, True, 2), drift_share=0.5, sample_cap=20_000, min_rows=30)
+    assert len(scripts) == len(_Scripts(plain.html.decode("utf-8")).scripts)
+    assert not any(s.strip().startswith("window.pwned") for s in scripts)
+    assert all("window.pwned=1&lt;" in s for s in scripts if "window.pwned" in s)
+    assert "</script><script>window.pwned" not in html_text
+    assert "&lt;/script&gt;&lt;script&gt;window.pwned" in html_text  # present, escaped, as a category
+    assert report.result.columns["category"].drifted  # the escaped category still counts as its own value

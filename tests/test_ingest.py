@@ -83,3 +83,39 @@ def test_all_null_optional_column_keeps_its_type(engine):
     rules = QualityRules(("rating",), 1000, 60, 1.0, 100, 0.5)
     validated = validate_batch(pulled.frame, rules, {1})
     assert validated.accepted and len(validated.clean) == 20
+
+
+def test_open_transaction_in_another_database_does_not_stall(engine, admin_engine):
+    """The horizon is per database: another database's open write transaction holds nothing back."""
+    import uuid
+
+    other = f"freshrec_test_other_{uuid.uuid4().hex[:10]}"
+    with admin_engine.connect() as conn:
+        conn.execute(sa.text("CREATE DATABASE " + other))  # generated name
+    other_engine = sa.create_engine(admin_engine.url.set(database=other))
+    try:
+        with other_engine.connect() as conn:
+            tx = conn.begin()
+            conn.execute(sa.text("CREATE TABLE t (x int)"))
+            conn.execute(sa.text("INSERT INTO t VALUES (1)"))  # holds a transaction id, stays open
+            with engine.begin() as ours:
+                ids = [ours.execute(INSERT).scalar_one() for _ in range(3)]
+            pulled = ingest.pull_new_interactions(engine, "c", 100)
+            assert pulled.frame["id"].tolist() == ids
+            assert pulled.lag.stall is None
+            # Our own database's open writer still holds the horizon, with the other one open beside it.
+            slow = engine.connect()
+            slow_tx = slow.begin()
+            slow_id = slow.execute(INSERT).scalar_one()
+            with engine.begin() as ours:
+                fast_id = ours.execute(INSERT).scalar_one()
+            _advance(engine, pulled)
+            assert ingest.pull_new_interactions(engine, "c", 100).rows == 0
+            slow_tx.commit()
+            slow.close()
+            assert sorted(ingest.pull_new_interactions(engine, "c", 100).frame["id"]) == [slow_id, fast_id]
+            tx.rollback()
+    finally:
+        other_engine.dispose()
+        with admin_engine.connect() as conn:
+            conn.execute(sa.text("DROP DATABASE IF EXISTS " + other + " WITH (FORCE)"))

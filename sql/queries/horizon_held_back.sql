@@ -1,4 +1,4 @@
 -- Visible rows past the cursor that the reader may not take yet: an older transaction is still running.
 SELECT count(*) FROM interactions
 WHERE (txid, id) > (CAST(:last_txid AS xid8), :last_id)
-  AND txid >= pg_snapshot_xmin(pg_current_snapshot())
+  AND txid >= (SELECT horizon FROM read_horizon)

@@ -1,4 +1,4 @@
 -- Interactions per item in a trailing window: the 'item popularity' drift feature.
-SELECT item_id AS key, count(*) AS n FROM interactions
+SELECT item_id AS key, count(*) AS n FROM clean_interactions
 WHERE item_id = ANY(CAST(:ids AS bigint[])) AND occurred_at >= :since AND occurred_at <= :until
 GROUP BY item_id

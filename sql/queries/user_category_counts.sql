@@ -12,7 +12,7 @@ WITH r AS (
     WHERE c.category <> ''
 ), history AS (
     SELECT x.user_id, x.occurred_at, x.label, c.category
-    FROM interactions x JOIN items i ON i.id = x.item_id
+    FROM clean_interactions x JOIN items i ON i.id = x.item_id
     CROSS JOIN LATERAL regexp_split_to_table(btrim(i.category), '\s*,\s*') AS c(category)
     WHERE x.user_id IN (SELECT DISTINCT user_id FROM r) AND x.label IN (0, 1)
       AND x.occurred_at < (SELECT max(at) FROM r) AND c.category <> ''

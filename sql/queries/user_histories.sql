@@ -9,12 +9,11 @@ LEFT JOIN LATERAL (
            array_agg(t.item_id ORDER BY t.occurred_at DESC, t.id DESC) AS item_ids
     FROM (
         SELECT x.id, x.occurred_at, x.item_id, it.title
-        FROM interactions x
+        FROM clean_interactions x
         JOIN items it ON it.id = x.item_id
         WHERE x.user_id = r.user_id
           AND x.label = 1
           AND x.occurred_at < r.at
-          AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.interaction_id = x.id)
         ORDER BY x.occurred_at DESC, x.id DESC
         LIMIT :history_len
     ) t
