@@ -35,7 +35,8 @@ def fetch_items(engine: Engine, item_ids: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "title", "description", "category"]).set_index("id")
 
 
-def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int) -> dict[int, tuple[list[str], list[int]]]:
+def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int,
+                    exclude_ids: list[int] = ()) -> dict[int, tuple[list[str], list[int]]]:
     """Per row id: the titles and ids of the user's most recent liked items before the row's time."""
     if history_len <= 0 or frame.empty:
         return {}
@@ -44,6 +45,7 @@ def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int) -> di
         "user_ids": frame["user_id"].astype("int64").tolist(),
         "times": [t.to_pydatetime() for t in frame["occurred_at"]],
         "history_len": history_len,
+        "exclude_ids": list(exclude_ids),
     }
     with engine.connect() as conn:
         return {int(r.row_id): (list(r.titles), [int(i) for i in r.item_ids])
@@ -53,14 +55,16 @@ def fetch_histories(engine: Engine, frame: pd.DataFrame, history_len: int) -> di
 ACTIVITY_WINDOW = pd.Timedelta(days=7)
 
 
-def relative_activity(engine: Engine, query_name: str, ids: list[int], until: pd.Timestamp) -> dict[int, float]:
+def relative_activity(engine: Engine, query_name: str, ids: list[int], until: pd.Timestamp,
+                      exclude_ids: list[int] = ()) -> dict[int, float]:
     """Per id (item or user): log2 of its interactions over the week before `until`, relative to the median id
     of the same batch (both + 1). Raw counts grow while a history fills and with traffic, so every cycle would
     look drifted; relative to the window the value only moves when the batch's mix of popular and niche items
     (or heavy and light users) changes. Comparable across batch sizes and traffic levels."""
     with engine.connect() as conn:
         rows = conn.execute(query(query_name), {"ids": ids, "since": (until - ACTIVITY_WINDOW).to_pydatetime(),
-                                                "until": until.to_pydatetime()}).all()
+                                                "until": until.to_pydatetime(),
+                                                "exclude_ids": list(exclude_ids)}).all()
     counts = pd.Series({int(r.key): int(r.n) for r in rows}, dtype="float64").reindex(ids).fillna(0) + 1
     return dict(zip(ids, np.log2(counts / counts.median()).round(3))) if len(counts) else {}
 
@@ -92,12 +96,13 @@ def category_rate(user_rate: float, counts: list[tuple[int, int]],
     return sum(shrunk_rate(pos, n, user_rate, weight) for n, pos in counts) / len(counts)
 
 
-def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = True) -> pd.DataFrame:
+def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = True,
+                        exclude_ids: list[int] = ()) -> pd.DataFrame:
     """Per row: the user's and the item's interactions before the row's time (never its own label), and the
     user's rate in the item's categories (CATEGORY_RATE; without `categories` their overall rate, unqueried)."""
     params = {"row_ids": frame["id"].astype("int64").tolist(), "user_ids": frame["user_id"].astype("int64").tolist(),
               "item_ids": frame["item_id"].astype("int64").tolist(),
-              "times": [t.to_pydatetime() for t in frame["occurred_at"]]}
+              "times": [t.to_pydatetime() for t in frame["occurred_at"]], "exclude_ids": list(exclude_ids)}
     with engine.connect() as conn:
         rows = conn.execute(query("point_in_time_counts"), params).all()
         by_category: dict[int, list[tuple[int, int]]] = {}
@@ -120,17 +125,18 @@ def side_columns(config) -> list[str]:
 
 
 def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
-                   categories: bool = True) -> pd.DataFrame:
+                   categories: bool = True, exclude_ids: list[int] = ()) -> pd.DataFrame:
     """One example per clean row: user_text, item_text, the ids of the user's recent liked items, label, plus
     the columns drift looks at; `categories`: whether a model will read the user's rate in the item's categories
-    (point_in_time_rates)."""
+    (point_in_time_rates). Every feature reads clean_interactions; `exclude_ids` are rows this cycle quarantines,
+    not committed to quarantine yet, so the view still shows them: they feed no feature either."""
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
                                      "history_item_ids", "event_type", "dwell_ms", "category", "hour", "item_text_len",
                                      "item_popularity", "user_activity", *SIDE_COLUMNS,
                                      CATEGORY_RATE])
     items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
-    histories = fetch_histories(engine, clean, history_len)
+    histories = fetch_histories(engine, clean, history_len, exclude_ids)
     out = pd.DataFrame({
         "id": clean["id"].astype("int64").to_numpy(),
         "user_id": clean["user_id"].astype("int64").to_numpy(),
@@ -151,11 +157,13 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
     out["item_text_len"] = out["item_text"].str.len().astype("int64")
     until = pd.Timestamp(out["occurred_at"].max())
     until = until.tz_localize("UTC") if until.tzinfo is None else until
-    popularity = relative_activity(engine, "item_popularity_counts", sorted(set(out["item_id"].tolist())), until)
-    activity = relative_activity(engine, "user_activity_counts", sorted(set(out["user_id"].tolist())), until)
+    popularity = relative_activity(engine, "item_popularity_counts", sorted(set(out["item_id"].tolist())), until,
+                                   exclude_ids)
+    activity = relative_activity(engine, "user_activity_counts", sorted(set(out["user_id"].tolist())), until,
+                                 exclude_ids)
     out["item_popularity"] = out["item_id"].map(popularity).fillna(0.0).astype("float64")
     out["user_activity"] = out["user_id"].map(activity).fillna(0.0).astype("float64")
-    rates = point_in_time_rates(engine, out, categories)
+    rates = point_in_time_rates(engine, out, categories, exclude_ids)
     for column in [*SIDE_COLUMNS, CATEGORY_RATE]:
         out[column] = rates[column].to_numpy()
     return out

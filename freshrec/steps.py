@@ -104,7 +104,13 @@ def update(settings: Settings, engine: Engine, pulled: PulledBatch, validated: V
     rebase = rebase_core.rebase_reason(engine, settings.consumer, settings.rebase_every) if champion else None
     return training.run_update(engine, validated.clean, champion, train_config(settings),
                                consumer=settings.consumer, replay_before=pulled.from_cursor, progress=progress,
-                               rebase=rebase)
+                               rebase=rebase, quarantined_ids=quarantined_ids(validated))
+
+
+def quarantined_ids(validated: ValidatedBatch) -> list[int]:
+    """Ids of the rows this cycle sets aside: the features of its clean rows must not count them."""
+    ids = pd.to_numeric(validated.quarantined.get("id", pd.Series(dtype="float64")), errors="coerce").dropna()
+    return sorted(set(ids.astype("int64").tolist()))
 
 
 def drift(settings: Settings, outcome: UpdateOutcome, champion: ChampionModel | None) -> DriftReport:

@@ -462,6 +462,7 @@ def run_update(
     replay_before: Cursor | None = None,
     progress: Callable[[str], None] | None = None,
     rebase: str | None = None,
+    quarantined_ids: list[int] = (),
 ) -> UpdateOutcome:
     """Score the batch with the champion, fine-tune a candidate from it, and evaluate both on the holdout.
 
@@ -477,7 +478,7 @@ def run_update(
     # the user x category counts only when a model of this cycle reads them (a warm start keeps its inputs)
     categories = (champion_config.category_rate if champion_config else cfg.category_rate) or bool(
         rebase and cfg.category_rate)
-    examples = build_examples(engine, clean, cfg.history_len, categories)
+    examples = build_examples(engine, clean, cfg.history_len, categories, quarantined_ids)
     tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
     device = pick_device(cfg.device, cfg.cpu_threads)
     metrics: dict = {}
@@ -498,19 +499,20 @@ def run_update(
     timer = time.perf_counter()
     train_part, holdout = split_holdout(examples, cfg.holdout_share, cfg.holdout, cfg.seed)
     backlog = training_backlog(engine, consumer, cfg.max_backlog_rows)
-    waiting = build_examples(engine, backlog, cfg.history_len, categories) if len(backlog) else pd.DataFrame()
+    waiting = (build_examples(engine, backlog, cfg.history_len, categories, quarantined_ids) if len(backlog)
+               else pd.DataFrame())
     replay = pd.DataFrame()
     if rebase and replay_before is not None:  # the recent window, in place of the replay sample
         from freshrec.rebase import recent_rows
 
         window = recent_rows(engine, consumer, replay_before, cfg.rebase_rows)
-        replay = build_examples(engine, window, cfg.history_len, categories) if len(window) else replay
+        replay = build_examples(engine, window, cfg.history_len, categories, quarantined_ids) if len(window) else replay
     elif replay_before is not None and cfg.replay_ratio > 0:
         fresh = len(train_part) + len(waiting)
         older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
                               replay_seed(cfg.seed, replay_before))
         if len(older):
-            replay = build_examples(engine, older, cfg.history_len, categories)
+            replay = build_examples(engine, older, cfg.history_len, categories, quarantined_ids)
     train_set = pd.concat([part for part in (waiting, train_part, replay) if len(part)], ignore_index=True)
 
     lr_state = learning_rate_state(engine, cfg.learning_rate)

@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -176,6 +177,15 @@ def test_quarantined_bot_likes_do_not_move_the_item_rate(engine):
         conn.execute(sa.text("INSERT INTO items (id, title, category) SELECT g, 'item ' || g, 'music' "
                              "FROM generate_series(1, 5) g"))
         insert(conn, people + bot)
+    # Inside the cycle, before its commit writes the quarantine: the cycle's own examples leave the bot out too.
+    pulled = ingest.pull_new_interactions(engine, "c", 100_000)
+    in_cycle = quality.check_batch(engine, pulled, rules)
+    from freshrec.steps import quarantined_ids
+
+    examples = features.build_examples(engine, in_cycle.clean, 5, exclude_ids=quarantined_ids(in_cycle))
+    last = examples.sort_values("occurred_at").iloc[-1]  # the tenth person: nine people before, no bot
+    assert last["item_log_n"] == pytest.approx(np.log1p(9)), last
+    assert last["item_rate"] == pytest.approx(float(features.side_features([0], [0], [9], [4])["item_rate"][0]))
     _, validated = take(engine, rules)
     assert validated.reason_counts.get("bot_user") == 200 and len(validated.clean) == 10
 
@@ -184,9 +194,10 @@ def test_quarantined_bot_likes_do_not_move_the_item_rate(engine):
     training = features.point_in_time_rates(engine, later)
     with engine.connect() as conn:
         serving = conn.execute(features.query("rate_counts_now"), {"user_id": 100, "item_ids": [2]}).one()
-        popularity = features.count_buckets(engine, "item_popularity_counts", [2], pd.Timestamp(NOW))
+        popularity = conn.execute(features.query("item_popularity_counts"), {
+            "ids": [2], "since": NOW - timedelta(days=7), "until": NOW, "exclude_ids": []}).one()
     expected = features.side_features([1], [0], [10], [5])  # user 100: one dislike; item 2: 5 of 10 people
     assert (serving.item_n, serving.item_pos, serving.user_n, serving.user_pos) == (10, 5, 1, 0)
     for column, values in expected.items():
         assert training[column].iloc[0] == pytest.approx(float(values[0])), column
-    assert popularity == {2: 3}  # log2(10 + 1): the 200 bot rows would make it 7
+    assert popularity.n == 10  # the 200 bot rows would make it 210

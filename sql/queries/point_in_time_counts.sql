@@ -6,8 +6,10 @@ FROM unnest(CAST(:row_ids AS bigint[]), CAST(:user_ids AS bigint[]), CAST(:item_
 CROSS JOIN LATERAL (
     SELECT count(*) AS n, count(*) FILTER (WHERE x.label = 1) AS pos
     FROM clean_interactions x WHERE x.user_id = r.user_id AND x.occurred_at < r.at AND x.label IN (0, 1)
+      AND x.id NOT IN (SELECT unnest(CAST(:exclude_ids AS bigint[])))
 ) u
 CROSS JOIN LATERAL (
     SELECT count(*) AS n, count(*) FILTER (WHERE x.label = 1) AS pos
     FROM clean_interactions x WHERE x.item_id = r.item_id AND x.occurred_at < r.at AND x.label IN (0, 1)
+      AND x.id NOT IN (SELECT unnest(CAST(:exclude_ids AS bigint[])))
 ) i

@@ -16,6 +16,7 @@ WITH r AS (
     CROSS JOIN LATERAL regexp_split_to_table(btrim(i.category), '\s*,\s*') AS c(category)
     WHERE x.user_id IN (SELECT DISTINCT user_id FROM r) AND x.label IN (0, 1)
       AND x.occurred_at < (SELECT max(at) FROM r) AND c.category <> ''
+      AND x.id NOT IN (SELECT unnest(CAST(:exclude_ids AS bigint[])))
 )
 SELECT w.row_id, w.category, count(h.label) AS n, count(h.label) FILTER (WHERE h.label = 1) AS pos
 FROM wanted w

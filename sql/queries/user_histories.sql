@@ -14,6 +14,7 @@ LEFT JOIN LATERAL (
         WHERE x.user_id = r.user_id
           AND x.label = 1
           AND x.occurred_at < r.at
+          AND x.id NOT IN (SELECT unnest(CAST(:exclude_ids AS bigint[])))
         ORDER BY x.occurred_at DESC, x.id DESC
         LIMIT :history_len
     ) t
