@@ -26,7 +26,13 @@ def list_reports(engine: Engine, limit: int = 50) -> list[dict]:
 def export_report(engine: Engine, cycle_id: int, path: Path) -> Path:
     """Write cycle's stored HTML report to path (a folder gets the stable per-cycle name)."""
     from freshrec.drift import report_path
+    from freshrec.settings import folder_problem
 
+    path = Path(path)
+    problem = folder_problem(path if path.is_dir() else path.parent)
+    if problem:  # before reading the report: a path mistake is one sentence, not a traceback
+        raise FreshrecError(f"Cannot write the report to {str(path)!r}: {problem}; pass a file or folder "
+                            "path you can write.")
     with engine.connect() as conn:
         row = conn.execute(query("report_html"), {"cycle_id": cycle_id}).first()
     if row is None:
@@ -36,8 +42,11 @@ def export_report(engine: Engine, cycle_id: int, path: Path) -> Path:
     if hashlib.sha256(html).hexdigest() != row.html_sha256:
         raise FreshrecError(f"The stored report of cycle {cycle_id} does not match its sha256: the database copy "
                             "is damaged; the file under the reports folder may still be intact.")
-    path = Path(path)
     target = report_path(path, cycle_id) if path.is_dir() else path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(html)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(html)
+    except OSError as exc:
+        raise FreshrecError(f"Cannot write the report to {str(target)!r} ({exc.strerror or exc}): pass a file "
+                            "or folder path you can write.") from None
     return target.resolve()

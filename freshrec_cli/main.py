@@ -43,6 +43,16 @@ def _settings(**overrides):
     return load_settings(**overrides)
 
 
+def _db_id(value: int | None, option: str) -> int | None:
+    """An id the database can hold (bigint): a larger one is a mistake of the caller, said in one sentence."""
+    from freshrec.errors import ConfigError
+
+    if value is not None and not 0 < value < 2**63:
+        raise ConfigError(f"{option} {value} is not an id freshrec could have made (ids run from 1 to 2^63-1): "
+                          "pass one that 'freshrec status', 'reports list' or 'models list' shows.")
+    return value
+
+
 def _engine(settings, migrate_check: bool = True):
     from freshrec import migrations
     from tasks.common import engine_for
@@ -239,7 +249,8 @@ def quarantine_list(
     from freshrec.status import quarantine_rows
 
     settings = _settings()
-    rows = quarantine_rows(_engine(settings), settings.consumer, reason=reason, batch_id=batch, limit=limit)
+    rows = quarantine_rows(_engine(settings), settings.consumer, reason=reason, batch_id=_db_id(batch, "--batch"),
+                           limit=limit)
     emit({"consumer": settings.consumer, "rows": rows}, as_json,
          "\n".join(f"{r['interaction_id']:>10} batch {r['batch_id']:<6} {','.join(r['reasons']):<30} "
                    f"{json.dumps(r['row_data'])[:120]}" for r in rows) or "no quarantined rows match")
@@ -267,7 +278,7 @@ def reports_export(
     """Write a cycle's drift report, as stored in the database, to an HTML file."""
     from freshrec.reports import export_report
 
-    target = export_report(_engine(_settings()), cycle, path)
+    target = export_report(_engine(_settings()), _db_id(cycle, "cycle"), path)
     emit({"cycle_id": cycle, "path": str(target)}, as_json, f"wrote {target}")
 
 
@@ -297,7 +308,7 @@ def models_show(version: Annotated[int, typer.Argument(help="Model version.")], 
 
     from freshrec import registry
 
-    info = registry.show_model(_engine(_settings()), version)
+    info = registry.show_model(_engine(_settings()), _db_id(version, "version"))
     m = info["metrics"]
     lines = [f"version {info['version']}: {info['status']}" + (f" ({', '.join(info['aliases'])})" if info["aliases"]
                                                               else ""),
@@ -324,7 +335,7 @@ def models_promote(version: Annotated[int, typer.Argument(help="Model version to
     """Make a version the champion now (serving processes swap to it)."""
     from freshrec import registry
 
-    result = registry.promote(_engine(_settings()), version, reason)
+    result = registry.promote(_engine(_settings()), _db_id(version, "version"), reason)
     emit(result, as_json, f"champion is version {version}" + ("" if result["changed"] else " already"))
 
 
@@ -389,6 +400,10 @@ def main() -> None:
         app()  # usage errors are typer's own: a short message and exit code 2
     except FreshrecError as exc:
         sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
+    except sqlalchemy.exc.DataError as exc:  # a value PostgreSQL cannot hold or compare (issue 17, item 4)
+        sys.stderr.write(f"error: PostgreSQL refused a value of the command ({describe_error(exc)}): check the "
+                         "ids and options you passed.\n")
         sys.exit(2)
     except sqlalchemy.exc.OperationalError as exc:  # the database went away in the middle of a command
         sys.stderr.write(f"error: The database connection failed during the command ({describe_error(exc)}): "
