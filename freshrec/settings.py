@@ -116,6 +116,20 @@ class Settings(BaseSettings):
                                      description="Read-only role that scoring and the watcher run as; empty: "
                                      "the connecting user's own rights.")
 
+    # --- registry trust (issue 17, item 5) -----------------------------------------------------------
+    allowed_base_models: list[str] = Field([], description="Base model folders a stored artifact may name, "
+                                           "besides minilm, tiny and FRESHREC_MODEL (JSON list). An artifact "
+                                           "naming any other is refused when loaded or promoted.")
+
+    @property
+    def base_models_allowed(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([self.model, *self.allowed_base_models]))
+
+    # --- update frequency that follows the data (issue 17, item 8) ------------------------------------
+    trigger_rows: int = Field(0, ge=0, description="`freshrec serve` starts a run as soon as this many rows wait "
+                              "past the cursor (besides the interval); 0: the interval alone.")
+    trigger_poll_s: float = Field(5.0, gt=0, description="How often `freshrec serve` counts the waiting rows.")
+
     # --- checked when loaded (issue 17, item 4): a mistake stops here, before any work ----------------
     @field_validator("publish_thresholds")
     @classmethod
@@ -260,4 +274,5 @@ _JSON_EXAMPLES = {
     "publish_thresholds": '[{"metric": "auc", "value": 0.55, "change": -0.01}]',
     "event_types": '["click", "skip", "like"]',
     "drift_monitor_only": '["hour"]',
+    "allowed_base_models": '["/models/my-encoder"]',
 }

@@ -30,6 +30,13 @@ def ingest_status(engine: Engine, consumer: str, stall_after_s: float = 60.0) ->
     }
 
 
+def rows_waiting(engine: Engine, consumer: str, cap: int) -> int:
+    """Rows inserted past the consumer's cursor, counted up to cap (before validation: some may be quarantined)."""
+    cursor = read_cursor(engine, consumer)
+    with engine.connect() as conn:
+        return int(conn.execute(query("rows_waiting"), {**cursor.as_params(), "cap": cap}).scalar_one())
+
+
 def quarantine_stats(engine: Engine, consumer: str) -> list[dict]:
     with engine.connect() as conn:
         rows = conn.execute(query("quarantine_stats"), {"consumer": consumer}).mappings().all()

@@ -10,7 +10,6 @@ from typing import Annotated, Optional
 import typer
 
 from freshrec_cli.output import emit, progress, setup_logging
-from freshrec_cli.serving import DEPLOYMENT_NAME
 
 # Defaults for Prefect before it is imported anywhere: no telemetry (it also logs spurious 'database is
 # locked' errors from the temporary server), freshrec's own loggers forwarded into Prefect's run logs, and more
@@ -167,12 +166,14 @@ def demo(
     model: ModelOpt = None,
     cycles: Annotated[Optional[int], typer.Option(min=2, help="Number of update cycles.")] = None,
     as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's, Great Expectations' and freshrec's "
+                                          "log lines here too (otherwise they go to <data dir>/demo.log).")] = False,
 ) -> None:
     """Migrate a fresh demo database, stream synthetic data with a drift point, and run update cycles on it."""
     from freshrec_cli.demo import run_demo
 
     settings = _settings(model=model)
-    result = run_demo(settings, cycles=cycles, as_json=as_json)
+    result = run_demo(settings, cycles=cycles, as_json=as_json, verbose=verbose)
     if as_json:
         emit(result, as_json)
 
@@ -182,7 +183,8 @@ def serve(
     interval: Annotated[Optional[int], typer.Option(min=1, help="Seconds between cycles; default "
                                                      "FRESHREC_SCHEDULE_INTERVAL_S.")] = None,
     model: ModelOpt = None,
-    name: Annotated[str, typer.Option(help="Deployment name.")] = DEPLOYMENT_NAME,
+    name: Annotated[Optional[str], typer.Option(help="Deployment name; default serve-every-<interval>, "
+                                                "e.g. serve-every-5-min.")] = None,
 ) -> None:
     """Run the update flow on a schedule as a Prefect deployment (flow.serve): one run at a time, in the UI."""
     from freshrec_cli.serving import serve_flow
@@ -335,7 +337,9 @@ def models_promote(version: Annotated[int, typer.Argument(help="Model version to
     """Make a version the champion now (serving processes swap to it)."""
     from freshrec import registry
 
-    result = registry.promote(_engine(_settings()), _db_id(version, "version"), reason)
+    settings = _settings()
+    result = registry.promote(_engine(settings), _db_id(version, "version"), reason,
+                              allowed_base_models=settings.base_models_allowed)
     emit(result, as_json, f"champion is version {version}" + ("" if result["changed"] else " already"))
 
 
@@ -345,7 +349,8 @@ def models_rollback(reason: Annotated[str, typer.Option(help="Why, for the alias
     """Back to the previous champion (again: one further back), atomically and recorded."""
     from freshrec import registry
 
-    result = registry.rollback(_engine(_settings()), reason)
+    settings = _settings()
+    result = registry.rollback(_engine(settings), reason, allowed_base_models=settings.base_models_allowed)
     emit(result, as_json, f"champion is version {result['champion']} again (was {result['previous']})")
 
 
@@ -360,8 +365,9 @@ def score(
     """Rank items for a user with the champion, as a serving process would (read-only role)."""
     from freshrec.serving import load_scorer, rank_items
 
-    engine = _serving_engine(_settings())
-    scorer = load_scorer(engine)
+    settings = _settings()
+    engine = _serving_engine(settings)
+    scorer = load_scorer(engine, allowed_base_models=settings.base_models_allowed)
     ranked = rank_items(engine, scorer, user, items, top)
     emit({"user_id": user, "version": scorer.version, "items": ranked}, as_json,
          f"user {user}, champion version {scorer.version}:\n"
