@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from freshrec.drift import DriftReport
 from freshrec.errors import ConcurrentCycleError
@@ -87,7 +88,7 @@ class CycleLock:
         try:
             held = bool(self._conn.execute(query("cycle_lock_held"), self._params).scalar_one())
             self._conn.commit()
-        except Exception as exc:  # the connection is gone, and the lock with it
+        except SQLAlchemyError as exc:  # the connection is gone, and the lock with it
             self.lost = f"the connection holding the cycle lock was lost ({_connection_error(exc)})"
         else:
             if not held:
@@ -103,7 +104,7 @@ class CycleLock:
         try:
             self._conn.execute(query("cycle_unlock"), self._params)
             self._conn.commit()
-        except Exception as exc:
+        except SQLAlchemyError as exc:
             # The session (and with it the lock) ended; whatever the run did stays as committed. Raising here
             # would replace the run's real outcome, or its real error, by this unlock error.
             self.lost = f"the connection holding the cycle lock was lost ({_connection_error(exc)})"
@@ -130,7 +131,7 @@ def cycle_lock(engine: Engine, consumer: str) -> Iterator[CycleLock]:
     finally:
         try:
             conn.close()
-        except Exception:  # closing a dead connection: nothing left to release
+        except SQLAlchemyError:  # closing a dead connection: nothing left to release
             log.debug("closing the cycle lock's connection failed", exc_info=True)
 
 
