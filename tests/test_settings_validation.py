@@ -60,6 +60,7 @@ BAD_SETTINGS = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("case, env, fragments", BAD_SETTINGS, ids=[c[0] for c in BAD_SETTINGS])
 def test_bad_setting_is_one_sentence_naming_the_variable(monkeypatch, case, env, fragments):
     for key, value in env.items():
@@ -72,6 +73,7 @@ def test_bad_setting_is_one_sentence_naming_the_variable(monkeypatch, case, env,
         assert fragment in message, (case, message)
 
 
+@pytest.mark.unit
 def test_good_settings_still_load(monkeypatch):
     monkeypatch.setenv("FRESHREC_PUBLISH_THRESHOLDS", '[{"metric": "ndcg_at_10", "value": 0.1, "change": -0.02}, '
                        '{"metric": "logloss", "higher_is_better": false, "change": 0}]')
@@ -81,6 +83,7 @@ def test_good_settings_still_load(monkeypatch):
     assert s.publish_thresholds[0]["metric"] == "ndcg_at_10" and s.drift_num_method == "psi"
 
 
+@pytest.mark.unit
 def test_drift_methods_are_the_installed_evidentlys():
     from evidently.legacy.calculations.stattests.registry import get_stattest
     from evidently.legacy.core import ColumnType
@@ -92,6 +95,7 @@ def test_drift_methods_are_the_installed_evidentlys():
     assert "chisquare" not in numerical
 
 
+@pytest.mark.unit
 def test_model_folder_needs_config_and_tokenizer(monkeypatch, tmp_path):
     from freshrec.model import minilm_path
 
@@ -110,6 +114,7 @@ def test_model_folder_needs_config_and_tokenizer(monkeypatch, tmp_path):
     assert load_tokenizer(str(minilm_path()))("hello").input_ids
 
 
+@pytest.mark.unit
 def test_folders_must_be_writable(monkeypatch, tmp_path):
     monkeypatch.setenv("FRESHREC_REPORTS_DIR", str(a_file(tmp_path) / "reports"))
     with pytest.raises(ConfigError, match="FRESHREC_REPORTS_DIR.*is a file, not a folder|is a file, not a folder"
