@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.common import scratch_database
     from bench.prefect_server import freshrec_serve, prefect_server
     from freshrec.generate import StreamSpec, insert_stream
+    from freshrec_cli.serving import deployment_name
 
     engine, url = scratch_database("freshrec_soak")
     home = Path(tempfile.mkdtemp(prefix="freshrec-soak-"))
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
         time.sleep(3 * args.interval)  # the last cycles drain what is left
         with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
             runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
-                name=DeploymentFilterName(any_=["freshrec-update-every-5-min"])))
+                name=DeploymentFilterName(any_=[deployment_name(args.interval)])))
     states: dict[str, int] = {}
     for run in runs:
         states[run.state_name] = states.get(run.state_name, 0) + 1

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.prefect_server import freshrec_serve, prefect_server
 from bench.render_report import FLAGS
 
-DEPLOYMENT = "freshrec-update/freshrec-update-every-5-min"
+DEPLOYMENT = "freshrec-update/serve-every-5-min"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                            capture_output=True, timeout=120)
     if args.dom:
         args.dom.write_text(dom)
-    found = "freshrec-update-every-5-min" in dom
+    found = "serve-every-5-min" in dom
     print(f"{url}: deployment name {'found' if found else 'NOT found'} in the page; screenshot {args.screenshot}")
     sys.exit(0 if found else 1)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from prefect import flow
+from prefect import flow, get_run_logger
 from freshrec.settings import Settings, load_settings
 from tasks.cycle import (begin_cycle, commit_cycle, decide_publication, hold_cycle_lock, mark_cycle_failed,
-                         record_empty_cycle, record_skipped_cycle)
+                         record_empty_cycle, record_skipped_cycle, report_failed_run)
+from tasks.common import core_logs_to_run_logs
 from tasks.drift import measure_drift
 from tasks.ingest import pull_new_interactions, validate_and_denoise
 from tasks.training import fine_tune_candidate, load_champion
@@ -15,8 +16,8 @@ from tasks.training import fine_tune_candidate, load_champion
 FLOW_NAME = "freshrec-update"
 
 
-def run_one_cycle(settings: Settings) -> dict:
-    """One cycle's tasks, in order; the caller holds the consumer's lock."""
+def run_one_cycle(settings: Settings, current: dict | None = None) -> dict:
+    """One cycle's tasks, in order; the caller holds the consumer's lock (current gets the cycle's id)."""
     seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -28,6 +29,8 @@ def run_one_cycle(settings: Settings) -> dict:
             seconds[name] = round(time.perf_counter() - started, 3)
 
     cycle_id = begin_cycle(settings)
+    if current is not None:
+        current["cycle_id"] = cycle_id
     try:
         with stage("pull"):
             pulled = pull_new_interactions(settings)
@@ -48,7 +51,11 @@ def run_one_cycle(settings: Settings) -> dict:
         summary.stage_seconds = dict(seconds)
         return summary.to_json()
     except Exception as exc:
-        mark_cycle_failed(settings, cycle_id, f"{type(exc).__name__}: {exc}")
+        try:
+            mark_cycle_failed(settings, cycle_id, f"{type(exc).__name__}: {exc}")
+        except Exception as also:  # e.g. the database is still away: the run must end on the real cause
+            get_run_logger().warning("cycle %d could not be marked failed (%s: %s); the next run marks it "
+                                     "abandoned", cycle_id, type(also).__name__, also)
         raise
 
 
@@ -70,14 +77,28 @@ def freshrec_update(
         catch_up: While rows are still waiting, run further cycles in this run, for up to
             FRESHREC_CATCH_UP_SECONDS (one run takes a backlog instead of late runs piling up).
     """
-    settings = load_settings(model=model, max_batch_rows=max_batch_rows, consumer=consumer)
-    with hold_cycle_lock(settings) as acquired:
-        if not acquired:
-            return record_skipped_cycle(settings, "another cycle of this consumer is running").to_json()
-        started = time.monotonic()
-        done = [run_one_cycle(settings)]
-        # After an outage one run takes the backlog, in bounded cycles, instead of late runs piling up.
-        while (catch_up and done[-1]["status"] == "completed" and done[-1]["lag"].get("rows_behind")
-               and time.monotonic() - started < settings.catch_up_seconds):
-            done.append(run_one_cycle(settings))
-    return {**done[-1], "earlier_cycles": done[:-1]} if len(done) > 1 else done[0]
+    core_logs_to_run_logs()
+    current: dict = {"cycle_id": None}
+    try:
+        settings = load_settings(model=model, max_batch_rows=max_batch_rows, consumer=consumer)
+        with hold_cycle_lock(settings) as lock:
+            if not lock:
+                return record_skipped_cycle(settings, "another cycle of this consumer is running").to_json()
+            started = time.monotonic()
+            done = [run_one_cycle(settings, current)]
+            # After an outage one run takes the backlog, in bounded cycles, instead of late runs piling up;
+            # never without the lock: once its connection is gone, another run may already be cycling.
+            while (catch_up and done[-1]["status"] == "completed" and done[-1]["lag"].get("rows_behind")
+                   and time.monotonic() - started < settings.catch_up_seconds and lock.still_held()):
+                done.append(run_one_cycle(settings, current))
+    except Exception as exc:  # every run leaves an artifact, a failed one too
+        try:
+            report_failed_run(current["cycle_id"], f"{type(exc).__name__}: {exc}")
+        except Exception as also:
+            get_run_logger().warning("the failed run's artifact was not written (%s)", also)
+        raise
+    result = {**done[-1], "earlier_cycles": done[:-1]} if len(done) > 1 else done[0]
+    if lock.lost:  # what was committed stays committed; the run says why it stopped
+        result["lock_lost"] = f"{lock.lost}; the committed cycles stand, this run took no further cycle"
+        get_run_logger().error(result["lock_lost"])
+    return result

@@ -41,10 +41,12 @@ def _plain(obj):
 
 
 def create_app(engine: Engine, *, consumer: str = "default", stall_after_s: float = 60.0,
-               max_candidates: int = 20_000, catalogue_refresh_s: float = 60.0, recheck_s: float = 30.0) -> FastAPI:
-    """The service on `engine` (connect it as the serving role: freshrec.serving.serving_engine)."""
+               max_candidates: int = 20_000, catalogue_refresh_s: float = 60.0, recheck_s: float = 30.0,
+               allowed_base_models: tuple[str, ...] | None = None) -> FastAPI:
+    """The service on `engine` (connect it as the serving role: freshrec.serving.serving_engine); artifacts may
+    name minilm, tiny and `allowed_base_models` (Settings.base_models_allowed) as their base."""
     service = RankingService(engine, max_candidates=max_candidates, refresh_s=catalogue_refresh_s,
-                             recheck_s=recheck_s)
+                             recheck_s=recheck_s, allowed_base_models=allowed_base_models)
     metrics = ServiceMetrics(service, engine, consumer, stall_after_s)
 
     @asynccontextmanager

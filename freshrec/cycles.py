@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from freshrec.drift import DriftReport
 from freshrec.errors import ConcurrentCycleError
@@ -58,9 +59,63 @@ class CycleSummary:
 # --- locking and lifecycle -------------------------------------------------------------------------------
 
 
+def _connection_error(exc: BaseException) -> str:
+    """A driver error in one line, every part kept ('terminating connection due to administrator command ...')."""
+    text = str(getattr(exc, "orig", None) or exc)
+    return " ".join(ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("(Background"))
+
+
+class CycleLock:
+    """The consumer's session advisory lock, held on its own connection for a whole run.
+
+    True while acquired (``with cycle_lock(...) as held: if held: ...``). The lock lives and dies with its
+    connection: `still_held()` asks that connection, so a run notices a dropped connection (a restart, an
+    outage, pg_terminate_backend) before it takes another cycle without the lock; `lost` says why.
+    """
+
+    def __init__(self, conn, params: dict, acquired: bool):
+        self._conn = conn
+        self._params = params
+        self.acquired = acquired
+        self.lost: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.acquired
+
+    def still_held(self) -> bool:
+        """Whether this connection still holds the lock (False once lost; `lost` names the cause)."""
+        if not self.acquired or self.lost is not None:
+            return False
+        try:
+            held = bool(self._conn.execute(query("cycle_lock_held"), self._params).scalar_one())
+            self._conn.commit()
+        except SQLAlchemyError as exc:  # the connection is gone, and the lock with it
+            self.lost = f"the connection holding the cycle lock was lost ({_connection_error(exc)})"
+        else:
+            if not held:
+                self.lost = "the cycle lock's connection no longer holds the lock"
+        if self.lost:
+            log.error("consumer %r: %s", self._params["consumer"], self.lost)
+        return self.lost is None
+
+    def release(self) -> None:
+        """Unlock; a lock whose connection is gone is already released, and that is no error of the run's."""
+        if not self.acquired or self.lost is not None:
+            return
+        try:
+            self._conn.execute(query("cycle_unlock"), self._params)
+            self._conn.commit()
+        except SQLAlchemyError as exc:
+            # The session (and with it the lock) ended; whatever the run did stays as committed. Raising here
+            # would replace the run's real outcome, or its real error, by this unlock error.
+            self.lost = f"the connection holding the cycle lock was lost ({_connection_error(exc)})"
+            log.warning("consumer %r: %s before it was released; it ended with its session",
+                        self._params["consumer"], self.lost)
+
+
 @contextlib.contextmanager
-def cycle_lock(engine: Engine, consumer: str) -> Iterator[bool]:
-    """Hold a session advisory lock for the consumer for the whole cycle; yields False if another holds it.
+def cycle_lock(engine: Engine, consumer: str) -> Iterator[CycleLock]:
+    """Hold a session advisory lock for the consumer for the whole run; falsy if another run holds it.
 
     The lock dies with its connection, so a crashed run never blocks the stream.
     """
@@ -69,14 +124,16 @@ def cycle_lock(engine: Engine, consumer: str) -> Iterator[bool]:
         params = {"namespace": CYCLE_LOCK_NAMESPACE, "consumer": consumer}
         got = bool(conn.execute(query("cycle_try_lock"), params).scalar_one())
         conn.commit()
+        lock = CycleLock(conn, params, got)
         try:
-            yield got
+            yield lock
         finally:
-            if got:
-                conn.execute(query("cycle_unlock"), params)
-                conn.commit()
+            lock.release()
     finally:
-        conn.close()
+        try:
+            conn.close()
+        except SQLAlchemyError:  # closing a dead connection: nothing left to release
+            log.debug("closing the cycle lock's connection failed", exc_info=True)
 
 
 def begin_cycle(engine: Engine, consumer: str, flow_run_id: str | None = None) -> int:

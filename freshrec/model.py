@@ -66,6 +66,26 @@ def base_model_path(name: str) -> Path:
     return path
 
 
+PACKAGED_MODELS = (MINILM, TINY)
+
+
+def check_base_model(name: str, allowed: tuple[str, ...] | list[str] | None) -> None:
+    """Refuse an artifact whose base model this deployment does not allow (issue 17, item 5).
+
+    The base model named inside a stored artifact is loaded from that folder on the serving machine; whoever
+    can write the registry must not choose it. Allowed: the packaged models, plus `allowed` (the deployment's
+    FRESHREC_MODEL and FRESHREC_ALLOWED_BASE_MODELS). Folders compare by their resolved path.
+    """
+    if name in PACKAGED_MODELS:
+        return
+    def key(n: str) -> str:
+        return str(Path(n).expanduser().resolve())
+    if name in (allowed or ()) or key(name) in {key(a) for a in allowed or () if a not in PACKAGED_MODELS}:
+        return
+    raise ModelError(f"The artifact names base model {name!r}, which this deployment does not allow: add it to "
+                     "FRESHREC_ALLOWED_BASE_MODELS (or FRESHREC_MODEL) if you trust it, or use another version.")
+
+
 @lru_cache(maxsize=4)
 def load_tokenizer(name: str):
     _offline()
@@ -291,6 +311,18 @@ def read_artifact_config(data: bytes) -> ModelConfig:
         return ModelConfig.from_json(json.loads(header["__metadata__"][METADATA_KEY]))
     except (struct.error, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"The artifact is not a freshrec safetensors file ({exc}): re-publish the version.") from None
+
+
+def check_artifact(data: bytes, expected_sha256: str,
+                   allowed_base_models: tuple[str, ...] | list[str] | None) -> None:
+    """Before anything is built from an artifact: its bytes match the sha256 and its base model is allowed."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256:
+        raise ModelError(
+            f"The artifact's sha256 is {actual[:12]}..., not the recorded {expected_sha256[:12]}...: "
+            "the bytes were altered; roll back to another version (freshrec models rollback)."
+        )
+    check_base_model(read_artifact_config(data).base_model, allowed_base_models)
 
 
 def load_artifact(data: bytes, expected_sha256: str | None = None):

@@ -56,7 +56,8 @@ class RankingService:
     """The champion (hot-swapped) and its catalogue, for concurrent requests."""
 
     def __init__(self, engine: Engine, *, max_candidates: int = 20_000, refresh_s: float = 60.0,
-                 recheck_s: float = 30.0, on_swap: Callable[[int | None, int], None] | None = None):
+                 recheck_s: float = 30.0, on_swap: Callable[[int | None, int], None] | None = None,
+                 allowed_base_models: tuple[str, ...] | None = None):
         self.engine = engine
         self.max_candidates = max_candidates
         self.refresh_s = refresh_s
@@ -64,7 +65,8 @@ class RankingService:
         self.swaps = 0
         self._current: tuple[Scorer, Catalogue | None] | None = None  # replaced whole, never modified
         self._build_lock = threading.Lock()
-        self.watcher = ChampionWatcher(engine, recheck_s=recheck_s, on_swap=self._swap)
+        self.watcher = ChampionWatcher(engine, recheck_s=recheck_s, on_swap=self._swap,
+                                       allowed_base_models=allowed_base_models)
 
     def start(self) -> RankingService:
         self.watcher.start()

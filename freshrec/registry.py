@@ -158,7 +158,26 @@ def parse_thresholds(raw: list[dict]) -> tuple[MetricThreshold, ...]:
 # --- reading the registry -----------------------------------------------------------------------------------
 
 
-def load_champion(engine: Engine, alias: str = CHAMPION) -> ChampionModel | None:
+def verify_artifact(version: int, data: bytes, expected_sha256: str,
+                    allowed_base_models: tuple[str, ...] | list[str] | None) -> None:
+    """A version's bytes match their recorded sha256 and name a base model this deployment allows."""
+    import hashlib
+
+    from freshrec.model import check_base_model, read_artifact_config
+
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256:
+        raise ModelError(f"Model version {version}'s bytes have sha256 {actual[:12]}..., not the recorded "
+                         f"{expected_sha256[:12]}...: they were altered; the champion stays as it is; promote "
+                         "another version.")
+    check_base_model(read_artifact_config(data).base_model, allowed_base_models)
+
+
+def load_champion(engine: Engine, alias: str = CHAMPION,
+                  allowed_base_models: tuple[str, ...] | list[str] | None = None) -> ChampionModel | None:
+    """The champion's bytes, verified (sha256), naming a base model this deployment allows."""
+    from freshrec.model import check_artifact
+
     with engine.connect() as conn:
         row = conn.execute(query("champion_get"), {"alias": alias}).first()
     if row is None:
@@ -166,6 +185,7 @@ def load_champion(engine: Engine, alias: str = CHAMPION) -> ChampionModel | None
     if row.artifact is None:
         raise ModelError(f"The {alias} (version {row.version}) has no stored bytes: promote another version "
                          "(freshrec models promote V).")
+    check_artifact(bytes(row.artifact), row.artifact_sha256, allowed_base_models)
     return ChampionModel(int(row.version), bytes(row.artifact), row.artifact_sha256, row.reference_sample)
 
 
@@ -272,8 +292,9 @@ def record_decision(conn: sa.Connection, *, cycle_id: int | None, decision: Deci
         "rules": json.dumps([asdict(r) for r in decision.rules]), "reasons": decision.reasons})
 
 
-def promote(engine: Engine, version: int, reason: str = "promoted by hand") -> dict:
-    """Make a stored version the champion (by hand), atomically and recorded."""
+def promote(engine: Engine, version: int, reason: str = "promoted by hand",
+            allowed_base_models: tuple[str, ...] | list[str] | None = None) -> dict:
+    """Make a stored version the champion (by hand), atomically and recorded; its bytes are verified first."""
     with engine.begin() as conn:
         row = conn.execute(query("model_for_promotion"), {"version": version}).first()
         if row is None:
@@ -281,6 +302,7 @@ def promote(engine: Engine, version: int, reason: str = "promoted by hand") -> d
         if not row.has_artifact:
             raise ModelError(f"Model version {version}'s bytes were pruned (it was rejected long ago): promote "
                              "a version that still has them.")
+        verify_artifact(version, bytes(row.artifact), row.artifact_sha256, allowed_base_models)
         current = conn.execute(query("alias_lock"), {"alias": CHAMPION}).scalar()
         if current == version:
             return {"champion": version, "changed": False}
@@ -291,7 +313,8 @@ def promote(engine: Engine, version: int, reason: str = "promoted by hand") -> d
     return {"champion": version, "previous": current, "changed": True}
 
 
-def rollback(engine: Engine, reason: str = "rolled back by hand") -> dict:
+def rollback(engine: Engine, reason: str = "rolled back by hand",
+             allowed_base_models: tuple[str, ...] | list[str] | None = None) -> dict:
     """Back to the previous champion in the alias history; a second rollback goes one further back."""
     with engine.begin() as conn:
         current = conn.execute(query("alias_lock"), {"alias": CHAMPION}).scalar()
@@ -303,6 +326,11 @@ def rollback(engine: Engine, reason: str = "rolled back by hand") -> dict:
             raise ConcurrentCycleError(f"The champion alias ({current}) does not match its history ({stack[-1]}): "
                                        "run the rollback again.")
         target = stack[-2]
+        row = conn.execute(query("artifact_of_version"), {"version": target}).one()
+        if row.artifact is None:
+            raise ModelError(f"The previous champion (version {target}) has no stored bytes: promote another "
+                             "version (freshrec models promote V).")
+        verify_artifact(target, bytes(row.artifact), row.artifact_sha256, allowed_base_models)
         _move_alias(conn, alias=CHAMPION, version=target, expected=current, action="rollback", reason=reason)
     log.info("rolled the champion back from version %d to %d", current, target)
     return {"champion": target, "previous": current}

@@ -52,10 +52,19 @@ def report_link(public_url: str | None, cycle_id: int, path: Path) -> str:
 def export_report(engine: Engine, cycle_id: int, path: Path) -> Path:
     """Write cycle's stored HTML report to path (a folder gets the stable per-cycle name)."""
     from freshrec.drift import report_path
+    from freshrec.settings import folder_problem
 
-    html = report_html(engine, cycle_id)
     path = Path(path)
+    problem = folder_problem(path if path.is_dir() else path.parent)
+    if problem:  # before reading the report: a path mistake is one sentence, not a traceback
+        raise FreshrecError(f"Cannot write the report to {str(path)!r}: {problem}; pass a file or folder "
+                            "path you can write.")
+    html = report_html(engine, cycle_id)
     target = report_path(path, cycle_id) if path.is_dir() else path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(html)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(html)
+    except OSError as exc:
+        raise FreshrecError(f"Cannot write the report to {str(target)!r} ({exc.strerror or exc}): pass a file "
+                            "or folder path you can write.") from None
     return target.resolve()

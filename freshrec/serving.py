@@ -113,9 +113,14 @@ class Scorer:
             return torch.sigmoid(logits.float()).numpy()
 
 
-def load_scorer(engine: Engine, alias: str = "champion") -> Scorer:
-    """Resolve the alias once, read that version's bytes, verify them, and build a Scorer."""
-    from freshrec.model import load_artifact, load_tokenizer
+def load_scorer(engine: Engine, alias: str = "champion",
+                allowed_base_models: tuple[str, ...] | list[str] | None = None) -> Scorer:
+    """Resolve the alias once, read that version's bytes, verify them, and build a Scorer.
+
+    allowed_base_models: base model folders the artifact may name besides minilm and tiny (the deployment's
+    Settings.base_models_allowed); any other is refused before it is loaded.
+    """
+    from freshrec.model import check_artifact, load_artifact, load_tokenizer
 
     with engine.connect() as conn:
         version = conn.execute(query("alias_version"), {"alias": alias}).scalar()
@@ -125,6 +130,7 @@ def load_scorer(engine: Engine, alias: str = "champion") -> Scorer:
         row = conn.execute(query("artifact_of_version"), {"version": version}).one()
     if row.artifact is None:
         raise ModelError(f"The {alias} (version {version}) has no stored bytes: promote another version.")
+    check_artifact(bytes(row.artifact), row.artifact_sha256, allowed_base_models)
     model, config = load_artifact(bytes(row.artifact), row.artifact_sha256)  # refuses a sha256 mismatch
     model.eval()
     return Scorer(int(version), row.artifact_sha256, model, config, load_tokenizer(config.base_model),
@@ -179,14 +185,18 @@ class ChampionWatcher:
     """Keeps `scorer` equal to the current champion: LISTEN for publishes, swap in place, reconnect."""
 
     def __init__(self, engine: Engine, alias: str = "champion", *, recheck_s: float = 30.0,
-                 on_swap: Callable[[Scorer | None, Scorer], None] | None = None):
+                 on_swap: Callable[[Scorer | None, Scorer], None] | None = None,
+                 allowed_base_models: tuple[str, ...] | list[str] | None = None):
         self.engine = engine
+        self.allowed_base_models = allowed_base_models
         self.alias = alias
         self.recheck_s = recheck_s
         self.on_swap = on_swap
         self.scorer: Scorer | None = None  # replaced whole, never modified: readers need no lock
         self.swaps = 0
         self.reconnects = 0
+        self.backoffs: list[float] = []  # each wait before reconnecting, newest last (bounded below)
+        self._listening = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -209,7 +219,7 @@ class ChampionWatcher:
         version = self._current_version()
         if version is None or (self.scorer is not None and self.scorer.version == version):
             return False
-        new = load_scorer(self.engine, self.alias)  # fully built before anyone can see it
+        new = load_scorer(self.engine, self.alias, self.allowed_base_models)  # fully built before anyone sees it
         old, self.scorer = self.scorer, new
         self.swaps += 1
         log.info("serving version %d (was %s)", new.version, old.version if old else None)
@@ -224,6 +234,7 @@ class ChampionWatcher:
             dbapi.autocommit = True
             dbapi.cursor().execute("LISTEN " + CHANNEL)  # a constant channel name
             self.refresh()  # anything published while we were not listening
+            self._listening = True  # reconnected: the next failure starts the backoff again
             while not self._stop.is_set():
                 if select.select([dbapi], [], [], 1.0)[0]:
                     dbapi.poll()
@@ -244,7 +255,10 @@ class ChampionWatcher:
                 self._listen()
                 backoff = 0.5
             except Exception as exc:  # the database went away, or a version failed to load: retry
+                if self._listening:  # it had reconnected and worked since the last failure
+                    backoff, self._listening = 0.5, False
                 self.reconnects += 1
+                self.backoffs = [*self.backoffs[-99:], backoff]
                 log.warning("champion watcher: %s; reconnecting in %.1f s", str(exc).strip().splitlines()[0],
                             backoff)
                 self._stop.wait(backoff)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator, \
+    model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from freshrec.errors import ConfigError
 
@@ -144,10 +147,132 @@ class Settings(BaseSettings):
                                     "(embedded once per champion version).")
     api_catalogue_refresh_s: float = Field(60.0, ge=0, description="Age after which `freshrec api` re-reads the "
                                            "catalogue (only new items are embedded).")
+    # --- registry trust (issue 17, item 5) -----------------------------------------------------------
+    allowed_base_models: list[str] = Field([], description="Base model folders a stored artifact may name, "
+                                           "besides minilm, tiny and FRESHREC_MODEL (JSON list). An artifact "
+                                           "naming any other is refused when loaded or promoted.")
+
+    @property
+    def base_models_allowed(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([self.model, *self.allowed_base_models]))
+
+    # --- update frequency that follows the data (issue 17, item 8) ------------------------------------
+    trigger_rows: int = Field(0, ge=0, description="`freshrec serve` starts a run as soon as this many rows wait "
+                              "past the cursor (besides the interval); 0: the interval alone.")
+    trigger_poll_s: float = Field(5.0, gt=0, description="How often `freshrec serve` counts the waiting rows.")
+
+    # --- checked when loaded (issue 17, item 4): a mistake stops here, before any work ----------------
+    @field_validator("publish_thresholds")
+    @classmethod
+    def _thresholds_are_understood(cls, raw: list[dict]) -> list[dict]:
+        try:
+            _THRESHOLDS.validate_python(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ", ".join(f"entry {p}" if isinstance(p, int) else str(p) for p in first["loc"])
+            raise ValueError(f"{where}: {first['msg']} (metrics: {', '.join(THRESHOLD_METRICS)}; e.g. "
+                             '[{"metric": "auc", "higher_is_better": true, "value": 0.55, "change": -0.01}])'
+                             ) from None
+        return raw
+
+    @field_validator("event_types", "drift_monitor_only")
+    @classmethod
+    def _names_are_not_blank(cls, names: list[str]) -> list[str]:
+        if any(not n.strip() for n in names):
+            raise ValueError('an entry is blank; write a JSON list of names, e.g. ["click", "skip"]')
+        return names
+
+    @field_validator("drift_num_method", "drift_cat_method")
+    @classmethod
+    def _drift_method_is_known(cls, method: str | None, info) -> str | None:
+        if method is None:
+            return None
+        kind = "numerical" if info.field_name == "drift_num_method" else "categorical"
+        known = evidently_stattests(kind)
+        if method not in known:
+            raise ValueError(f"Evidently has no {kind} drift method {method!r}; use one of {', '.join(known)}")
+        return method
+
+    @field_validator("model")
+    @classmethod
+    def _model_folder_is_complete(cls, model: str) -> str:
+        if model in ("minilm", "tiny"):
+            return model
+        missing = model_folder_problem(Path(model).expanduser())
+        if missing:
+            raise ValueError(f"{missing}; use minilm, tiny or a Hugging Face model folder with its tokenizer")
+        return model
+
+    @model_validator(mode="after")
+    def _folders_are_writable(self) -> Settings:
+        folders = [("data_dir", self.data_dir, "FRESHREC_DATA_DIR")] if self.database_url is None else []
+        # (the embedded PostgreSQL keeps its data in data_dir; drift reports go to the reports folder)
+        folders.append(("reports_dir", self.resolved_reports_dir, "FRESHREC_REPORTS_DIR" if self.reports_dir
+                        else "FRESHREC_REPORTS_DIR (or FRESHREC_DATA_DIR)"))
+        for name, folder, env in folders:
+            problem = folder_problem(folder)
+            if problem:
+                raise ValueError(f"{name} {str(folder)!r}: {problem}; point {env} at a folder this user can write")
+        return self
 
     @property
     def resolved_reports_dir(self) -> Path:
         return self.reports_dir if self.reports_dir is not None else self.data_dir / "reports"
+
+
+# --- helpers of the checks above (issue 17, item 4) -------------------------------------------------------
+
+THRESHOLD_METRICS = ("auc", "logloss", "ndcg_at_10")
+
+
+class _Threshold(BaseModel):
+    """One entry of FRESHREC_PUBLISH_THRESHOLDS, as freshrec.registry.MetricThreshold reads it."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+    metric: Literal["auc", "logloss", "ndcg_at_10"]
+    higher_is_better: bool = True
+    value: float | None = None
+    change: float | None = None
+
+
+_THRESHOLDS = TypeAdapter(list[_Threshold])
+# Files one of which a Hugging Face tokenizer needs (fast tokenizer, WordPiece, BPE, SentencePiece).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+
+
+def evidently_stattests(kind: str) -> list[str]:
+    """Names of the drift methods the installed Evidently knows for 'numerical' or 'categorical' columns."""
+    from evidently.legacy.calculations import stattests  # noqa: F401  (registers every built-in test)
+    from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
+    from evidently.legacy.core import ColumnType
+
+    column_type = ColumnType.Numerical if kind == "numerical" else ColumnType.Categorical
+    return sorted(name for name, by_type in _registered_stat_tests.items() if column_type in by_type)
+
+
+def model_folder_problem(folder: Path) -> str | None:
+    """Why a model folder cannot be loaded with its tokenizer (checked from its files, nothing is loaded)."""
+    if not folder.is_dir():
+        return f"{str(folder)!r} is not a folder"
+    if not (folder / "config.json").is_file():
+        return f"{str(folder)!r} has no config.json"
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return f"{str(folder)!r} has no tokenizer ({' / '.join(TOKENIZER_FILES)})"
+    return None
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why freshrec could not create or write the folder (nothing is created here)."""
+    path = folder.expanduser().absolute()
+    while not path.exists():
+        if path.parent == path:
+            return "no part of it exists"
+        path = path.parent
+    if not path.is_dir():
+        return f"{str(path)!r} is a file, not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"{str(path)!r} is not writable"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -155,11 +280,30 @@ def load_settings(**overrides: object) -> Settings:
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**clean)
+    except SettingsError as exc:  # a list/dict setting whose environment value is not JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1) if found else "?"
+        env = ENV_PREFIX + name.upper()
+        cause = str(exc.__cause__).splitlines()[0] if exc.__cause__ else str(exc)
+        raise ConfigError(f"Setting {name} ({env}={os.environ.get(env)!r}) is not valid JSON ({cause}); "
+                          f"write {env} as JSON, e.g. {_JSON_EXAMPLES.get(name, '[...]')}.") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "?"
+        if name == "__root__" or not first["loc"]:  # a check across fields: its message names the setting
+            raise ConfigError(f"{first['msg'].removeprefix('Value error, ')}.") from None
         env = ENV_PREFIX + name.upper()
+        value = first.get("input")
+        shown = repr(value) if len(repr(value)) <= 200 else repr(value)[:200] + "..."
         raise ConfigError(
-            f"Setting {name} ({env}={first.get('input')!r}) is invalid: {first['msg']}; "
+            f"Setting {name} ({env}={shown}) is invalid: {first['msg'].removeprefix('Value error, ')}; "
             f"fix {env} or the matching command-line option."
         ) from None
+
+
+_JSON_EXAMPLES = {
+    "publish_thresholds": '[{"metric": "auc", "value": 0.55, "change": -0.01}]',
+    "event_types": '["click", "skip", "like"]',
+    "drift_monitor_only": '["hour"]',
+    "allowed_base_models": '["/models/my-encoder"]',
+}

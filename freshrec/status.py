@@ -37,6 +37,13 @@ def peek_cursor(engine: Engine, consumer: str) -> Cursor:
     return Cursor(row.last_txid, int(row.last_id)) if row else Cursor("0", 0)
 
 
+def rows_waiting(engine: Engine, consumer: str, cap: int) -> int:
+    """Rows inserted past the consumer's cursor, counted up to cap (before validation: some may be quarantined)."""
+    cursor = read_cursor(engine, consumer)
+    with engine.connect() as conn:
+        return int(conn.execute(query("rows_waiting"), {**cursor.as_params(), "cap": cap}).scalar_one())
+
+
 def quarantine_stats(engine: Engine, consumer: str) -> list[dict]:
     with engine.connect() as conn:
         rows = conn.execute(query("quarantine_stats"), {"consumer": consumer}).mappings().all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -95,6 +96,20 @@ def summary_markdown(s: CycleSummary) -> str:
         f"## Decision\n\n**{'published version ' + str(decision.get('version')) if decision.get('published') else 'not published'}**"
         f": {md('; '.join(decision.get('reasons', [])) or '-')}\n\nStages: {stages}\n"
     )
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text from the data or an error message, shown literally in a Markdown artifact (no links, no HTML)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def run_markdown(status: str, cycle_id: int | None, message: str) -> str:
+    """The artifact of a run that committed no cycle: skipped, empty or failed, and why."""
+    title = f"freshrec cycle {cycle_id}: {status}" if cycle_id is not None else f"freshrec run: {status}"
+    return f"# {title}\n\n{escape_markdown(message)}\n"
 
 
 # drift: share of drifted columns, '*' when that is dataset drift

@@ -39,7 +39,8 @@ def serve_api(settings: Settings, engine) -> None:
     sock = bind(settings.api_host, settings.api_port)
     app = create_app(engine, consumer=settings.consumer, stall_after_s=settings.horizon_stall_s,
                      max_candidates=settings.api_max_candidates,
-                     catalogue_refresh_s=settings.api_catalogue_refresh_s)
+                     catalogue_refresh_s=settings.api_catalogue_refresh_s,
+                     allowed_base_models=settings.base_models_allowed)
     print(f"freshrec api on http://{settings.api_host}:{settings.api_port} (Ctrl-C stops)", file=sys.stderr,
           flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=10))

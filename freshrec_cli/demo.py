@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -40,7 +42,45 @@ PROFILES = {
 }
 
 
-def run_demo(settings: Settings, cycles: int | None = None, as_json: bool = False) -> dict:
+@contextlib.contextmanager
+def chatter_to(log_path, verbose: bool):
+    """Everything written to stderr (Prefect's console logs, Great Expectations, warnings, the embedded server,
+    freshrec's own log lines) goes to log_path; yields a function that still writes a line to the terminal.
+    With verbose, stderr stays where it is."""
+    if verbose:
+        yield progress
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as log_file:
+        os.dup2(log_file.fileno(), 2)  # the file descriptor: C libraries and child processes included
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1)
+
+    def say(message: str) -> None:
+        terminal.write(message.rstrip("\n") + "\n")
+        progress(message)  # and into the log, for context
+
+    try:
+        yield say
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        terminal.close()
+
+
+def run_demo(settings: Settings, cycles: int | None = None, as_json: bool = False, verbose: bool = False) -> dict:
+    log_path = (settings.data_dir / "demo.log").absolute()
+    with chatter_to(log_path, verbose) as say:
+        result = _run_demo(settings, cycles, as_json, say)
+    if not as_json:
+        print(f"logs (Prefect, Great Expectations, freshrec): {log_path if not verbose else 'shown above'}"
+              + ("" if verbose else "   (--verbose shows them here)"))
+    return {**result, "log": None if verbose else str(log_path)}
+
+
+def _run_demo(settings: Settings, cycles: int | None, as_json: bool, progress) -> dict:
     started = time.monotonic()
     profile = PROFILES["tiny" if settings.model == "tiny" else "default"]
     n_cycles = cycles or profile.cycles

@@ -11,7 +11,6 @@ import typer
 
 from freshrec.cpu import OPENMP_DEFAULTS
 from freshrec_cli.output import emit, progress, setup_logging
-from freshrec_cli.serving import DEPLOYMENT_NAME
 
 # Defaults for Prefect before it is imported anywhere: no telemetry (it also logs spurious 'database is
 # locked' errors from the temporary server), freshrec's own loggers forwarded into Prefect's run logs, and more
@@ -45,6 +44,16 @@ def _settings(**overrides):
     from freshrec.settings import load_settings
 
     return load_settings(**overrides)
+
+
+def _db_id(value: int | None, option: str) -> int | None:
+    """An id the database can hold (bigint): a larger one is a mistake of the caller, said in one sentence."""
+    from freshrec.errors import ConfigError
+
+    if value is not None and not 0 < value < 2**63:
+        raise ConfigError(f"{option} {value} is not an id freshrec could have made (ids run from 1 to 2^63-1): "
+                          "pass one that 'freshrec status', 'reports list' or 'models list' shows.")
+    return value
 
 
 def _engine(settings, migrate_check: bool = True):
@@ -161,12 +170,14 @@ def demo(
     model: ModelOpt = None,
     cycles: Annotated[Optional[int], typer.Option(min=2, help="Number of update cycles.")] = None,
     as_json: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show Prefect's, Great Expectations' and freshrec's "
+                                          "log lines here too (otherwise they go to <data dir>/demo.log).")] = False,
 ) -> None:
     """Migrate a fresh demo database, stream synthetic data with a drift point, and run update cycles on it."""
     from freshrec_cli.demo import run_demo
 
     settings = _settings(model=model)
-    result = run_demo(settings, cycles=cycles, as_json=as_json)
+    result = run_demo(settings, cycles=cycles, as_json=as_json, verbose=verbose)
     if as_json:
         emit(result, as_json)
 
@@ -176,7 +187,8 @@ def serve(
     interval: Annotated[Optional[int], typer.Option(min=1, help="Seconds between cycles; default "
                                                      "FRESHREC_SCHEDULE_INTERVAL_S.")] = None,
     model: ModelOpt = None,
-    name: Annotated[str, typer.Option(help="Deployment name.")] = DEPLOYMENT_NAME,
+    name: Annotated[Optional[str], typer.Option(help="Deployment name; default serve-every-<interval>, "
+                                                "e.g. serve-every-5-min.")] = None,
 ) -> None:
     """Run the update flow on a schedule as a Prefect deployment (flow.serve): one run at a time, in the UI."""
     from freshrec_cli.serving import serve_flow
@@ -257,7 +269,8 @@ def quarantine_list(
     from freshrec.status import quarantine_rows
 
     settings = _settings()
-    rows = quarantine_rows(_engine(settings), settings.consumer, reason=reason, batch_id=batch, limit=limit)
+    rows = quarantine_rows(_engine(settings), settings.consumer, reason=reason, batch_id=_db_id(batch, "--batch"),
+                           limit=limit)
     emit({"consumer": settings.consumer, "rows": rows}, as_json,
          "\n".join(f"{r['interaction_id']:>10} batch {r['batch_id']:<6} {','.join(r['reasons']):<30} "
                    f"{json.dumps(r['row_data'])[:120]}" for r in rows) or "no quarantined rows match")
@@ -285,7 +298,7 @@ def reports_export(
     """Write a cycle's drift report, as stored in the database, to an HTML file."""
     from freshrec.reports import export_report
 
-    target = export_report(_engine(_settings()), cycle, path)
+    target = export_report(_engine(_settings()), _db_id(cycle, "cycle"), path)
     emit({"cycle_id": cycle, "path": str(target)}, as_json, f"wrote {target}")
 
 
@@ -315,7 +328,7 @@ def models_show(version: Annotated[int, typer.Argument(help="Model version.")], 
 
     from freshrec import registry
 
-    info = registry.show_model(_engine(_settings()), version)
+    info = registry.show_model(_engine(_settings()), _db_id(version, "version"))
     m = info["metrics"]
     lines = [f"version {info['version']}: {info['status']}" + (f" ({', '.join(info['aliases'])})" if info["aliases"]
                                                               else ""),
@@ -342,7 +355,9 @@ def models_promote(version: Annotated[int, typer.Argument(help="Model version to
     """Make a version the champion now (serving processes swap to it)."""
     from freshrec import registry
 
-    result = registry.promote(_engine(_settings()), version, reason)
+    settings = _settings()
+    result = registry.promote(_engine(settings), _db_id(version, "version"), reason,
+                              allowed_base_models=settings.base_models_allowed)
     emit(result, as_json, f"champion is version {version}" + ("" if result["changed"] else " already"))
 
 
@@ -352,7 +367,8 @@ def models_rollback(reason: Annotated[str, typer.Option(help="Why, for the alias
     """Back to the previous champion (again: one further back), atomically and recorded."""
     from freshrec import registry
 
-    result = registry.rollback(_engine(_settings()), reason)
+    settings = _settings()
+    result = registry.rollback(_engine(settings), reason, allowed_base_models=settings.base_models_allowed)
     emit(result, as_json, f"champion is version {result['champion']} again (was {result['previous']})")
 
 
@@ -380,8 +396,9 @@ def score(
     """Rank items for a user with the champion, as a serving process would (read-only role)."""
     from freshrec.serving import load_scorer, rank_items
 
-    engine = _serving_engine(_settings())
-    scorer = load_scorer(engine)
+    settings = _settings()
+    engine = _serving_engine(settings)
+    scorer = load_scorer(engine, allowed_base_models=settings.base_models_allowed)
     ranked = rank_items(engine, scorer, user, items, top)
     emit({"user_id": user, "version": scorer.version, "items": ranked}, as_json,
          f"user {user}, champion version {scorer.version}:\n"
@@ -420,6 +437,10 @@ def main() -> None:
         app()  # usage errors are typer's own: a short message and exit code 2
     except FreshrecError as exc:
         sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
+    except sqlalchemy.exc.DataError as exc:  # a value PostgreSQL cannot hold or compare (issue 17, item 4)
+        sys.stderr.write(f"error: PostgreSQL refused a value of the command ({describe_error(exc)}): check the "
+                         "ids and options you passed.\n")
         sys.exit(2)
     except sqlalchemy.exc.OperationalError as exc:  # the database went away in the middle of a command
         sys.stderr.write(f"error: The database connection failed during the command ({describe_error(exc)}): "

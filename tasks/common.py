@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.engine import URL, Engine
 
 from freshrec.db import connect, resolve_database_url
@@ -26,6 +28,24 @@ def retry_on_database_trouble(task, task_run, state) -> bool:
 
 # Database I/O: three tries with backoff, only for connection trouble.
 DB_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10], "retry_condition_fn": retry_on_database_trouble}
+
+
+def core_logs_to_run_logs() -> None:
+    """Let the core's `freshrec` loggers reach the run's logs, at Prefect's own log level.
+
+    PREFECT_LOGGING_EXTRA_LOGGERS=freshrec gives the `freshrec` logger the handlers of Prefect's `prefect.extra`
+    logger but not its level (prefect/logging/configuration.py, setup_logging), so the logger inherits the
+    root's WARNING from Prefect's logging.yml and every INFO line of the core is dropped. Here it gets the level
+    of `prefect.extra`, which is PREFECT_LOGGING_LEVEL (INFO by default), and Prefect's API handler if the
+    extra-loggers setting did not already add it. A level set before (the CLI's --verbose) is kept.
+    """
+    from prefect.logging.handlers import APILogHandler
+
+    core = logging.getLogger("freshrec")
+    if core.level == logging.NOTSET:
+        core.setLevel(logging.getLogger("prefect.extra").getEffectiveLevel())
+    if not any(isinstance(h, APILogHandler) for h in core.handlers):
+        core.addHandler(APILogHandler())
 
 
 def database_url_for(settings: Settings) -> URL:

@@ -16,20 +16,20 @@ from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
 from freshrec.registry import Decision, decide
 from freshrec.settings import Settings
-from freshrec.summary import build_summary, summary_markdown
+from freshrec.summary import build_summary, run_markdown, summary_markdown
 from freshrec.training import UpdateOutcome
 from tasks.common import DB_RETRIES, engine_for, publish_policy
-from tasks.drift import DriftOutcome
+from tasks.drift import DriftOutcome, emit_drift_artifacts
 
 
 
 @contextlib.contextmanager
-def hold_cycle_lock(settings: Settings) -> Iterator[bool]:
+def hold_cycle_lock(settings: Settings) -> Iterator[cycles.CycleLock]:
     """The consumer's advisory lock, held for the whole flow run (a context manager, not a task)."""
     engine = engine_for(settings)
     migrations.require_current(engine)  # an old schema ends in one sentence, not in a failed query
-    with cycles.cycle_lock(engine, settings.consumer) as acquired:
-        yield acquired
+    with cycles.cycle_lock(engine, settings.consumer) as lock:
+        yield lock
 
 
 @task(name="begin-cycle", cache_policy=NO_CACHE, timeout_seconds=60, **DB_RETRIES)
@@ -46,6 +46,8 @@ def record_skipped_cycle(settings: Settings, reason: str) -> CycleSummary:
     summary = cycles.record_skipped(engine_for(settings), settings.consumer, reason,
                                     str(flow_run_id) if flow_run_id else None)
     get_run_logger().warning("cycle %d skipped: %s", summary.cycle_id, reason)
+    create_markdown_artifact(key="cycle-summary", markdown=run_markdown("skipped", summary.cycle_id, reason),
+                             description=f"freshrec cycle {summary.cycle_id} (skipped)")
     return summary
 
 
@@ -56,6 +58,8 @@ def record_empty_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch,
                             outcome=None, drift=None, decision=None, stage_seconds=stage_seconds)
     cycles.record_empty(engine_for(settings), summary)
     get_run_logger().info(summary.message)
+    create_markdown_artifact(key="cycle-summary", markdown=run_markdown("empty", cycle_id, summary.message),
+                             description=f"freshrec cycle {cycle_id} (empty)")
     return summary
 
 
@@ -63,6 +67,13 @@ def record_empty_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch,
 def mark_cycle_failed(settings: Settings, cycle_id: int, error: str) -> None:
     cycles.mark_failed(engine_for(settings), cycle_id, error)
     get_run_logger().error("cycle %d failed: %s", cycle_id, error)
+
+
+@task(name="report-failed-run", cache_policy=NO_CACHE, timeout_seconds=60)
+def report_failed_run(cycle_id: int | None, error: str) -> None:
+    """The artifact of a failed run (the run's state carries the exception itself)."""
+    create_markdown_artifact(key="cycle-summary", markdown=run_markdown("failed", cycle_id, error),
+                             description=f"freshrec cycle {cycle_id} (failed)" if cycle_id else "freshrec run failed")
 
 
 @task(name="decide-publication", cache_policy=NO_CACHE, timeout_seconds=60)
@@ -95,4 +106,6 @@ def commit_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch, validat
     get_run_logger().info(summary.message)
     create_markdown_artifact(key="cycle-summary", markdown=summary_markdown(summary),
                              description=f"freshrec cycle {cycle_id}")
+    if drift is not None:  # only now: a cycle that failed before its commit shows no drift report
+        emit_drift_artifacts(settings, cycle_id, drift)
     return summary

@@ -38,6 +38,13 @@ def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
     path = drift.write_report(report, settings.resolved_reports_dir, cycle_id)
     r = report.result
     get_run_logger().info("drift %s: %s%s", r.status, r.note, f"; report {path}" if path else "")
+    return DriftOutcome(report, path)
+
+
+def emit_drift_artifacts(settings: Settings, cycle_id: int, outcome: DriftOutcome) -> None:
+    """The drift artifacts of a cycle; called once the cycle committed (its report is in the database)."""
+    report, path = outcome.report, outcome.path
+    r = report.result
     if r.columns:
         create_table_artifact(
             key="drift-columns",
@@ -57,4 +64,3 @@ def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
                              link_text=path.name,
                              description=f"Evidently HTML report, cycle {cycle_id} (also: freshrec reports export "
                              f"{cycle_id} PATH)")
-    return DriftOutcome(report, path)

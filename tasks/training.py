@@ -18,7 +18,7 @@ from tasks.common import DB_RETRIES, engine_for
 
 @task(name="load-champion", cache_policy=NO_CACHE, timeout_seconds=300, **DB_RETRIES)
 def load_champion(settings: Settings) -> ChampionModel | None:
-    champion = registry.load_champion(engine_for(settings))
+    champion = registry.load_champion(engine_for(settings), allowed_base_models=settings.base_models_allowed)
     get_run_logger().info("champion: %s", f"version {champion.version}" if champion else "none yet (cold start)")
     return champion
 

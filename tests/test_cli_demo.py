@@ -18,7 +18,14 @@ def test_tiny_demo_on_the_embedded_database(tmp_path):
                            "--json"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout)
-    assert "using the embedded PostgreSQL in" in proc.stderr
+    log = Path(result["log"])
+    assert log == tmp_path / "data" / "demo.log"
+    # the chatter went to the log file, not the terminal (--verbose would show it there)
+    chatter = log.read_text()
+    assert "using the embedded PostgreSQL in" in chatter and "Flow run" in chatter and "Task run" in chatter
+    assert "Flow run" not in proc.stderr and "Task run" not in proc.stderr
+    assert "great_expectations" not in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) < 10, proc.stderr
     assert "freshrec_demo" in result["database"] and "host=" in result["database"]
     cycles = result["cycles"]
     assert [c["status"] for c in cycles] == ["completed"] * 3

@@ -12,7 +12,7 @@ from conftest import PUBLISH_EVERYTHING, count
 from bench.prefect_server import freshrec_serve, prefect_server
 
 pytestmark = pytest.mark.slow
-DEPLOYMENT = "freshrec-update/freshrec-update-every-5-min"
+DEPLOYMENT = "freshrec-update/serve-every-2-min"
 
 
 def wait_for(fn, timeout: float, what: str):

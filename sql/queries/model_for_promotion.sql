@@ -1,1 +1,2 @@
-SELECT version, artifact IS NOT NULL AS has_artifact FROM model_versions WHERE version = :version
+SELECT version, artifact IS NOT NULL AS has_artifact, artifact, artifact_sha256
+FROM model_versions WHERE version = :version
