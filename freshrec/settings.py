@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     max_user_tokens: int = Field(96, gt=4)
 
     # --- drift --------------------------------------------------------------------------------
-    drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that flags dataset drift.")
+    drift_share: float = Field(0.4, gt=0, le=1, description="Share of the counted drift columns that must drift "
+                               "to flag dataset drift (0.4: 4 of 10; see docs/design.md, drift).")
     drift_sample_cap: int = Field(20_000, gt=0)
     drift_reference_rows: int = Field(2000, gt=0, description="Rows of its cycle's batch a published model keeps, "
                                       "with its scores, as the reference later batches are compared with.")
