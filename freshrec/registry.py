@@ -123,24 +123,25 @@ def decide(*, batch_accepted: bool, reject_reason: str | None, trained: bool, sk
 
 def _change_rule(t: MetricThreshold, value: float | None, base: float | None, gain: dict | None,
                  drifted: bool) -> RuleResult:
-    """Candidate against champion on one metric. Judged on the bound of the paired difference (training.py:
-    metrics.paired_gains) that the data support at the configured confidence: without drift the lower bound
-    must clear the change threshold (a tolerance when negative: non-inferiority); after drift the champion is
-    presumed stale and the lower bound must be above zero (a win the rows support, not a coin toss). Without
-    an interval (no rows of both classes), the point difference decides, as TFX does."""
+    """Candidate against champion on one metric, judged on the paired difference with its uncertainty
+    (metrics.paired_gains): the one-sided lower bound at the configured confidence must clear the change
+    threshold (a tolerance when negative: the rows must rule out a loss beyond it, not merely fail to show one).
+    After drift the champion is presumed stale, and the candidate must also be ahead on the point difference.
+    Without an interval (no rows of both classes) the point difference decides, as TFX does."""
     if value is None or base is None:
         return RuleResult(f"{t.metric}_change", False, f"{t.metric} undefined on the held-out rows",
                           t.metric, value, base, t.change)
     point = (value - base) if t.higher_is_better else (base - value)
-    bounded = gain is not None and gain.get("resamples") and np.isfinite(gain.get("lower", np.nan))
-    judged = float(gain["lower"]) if bounded else point
-    how = (f"change {point:+.4f} in its good direction, lower {gain['confidence']:.0%} bound {judged:+.4f} "
+    bounded = bool(gain and gain.get("resamples") and np.isfinite(gain.get("lower", np.nan)))
+    lower = float(gain["lower"]) if bounded else point
+    how = (f"change {point:+.4f} in its good direction, lower {gain['confidence']:.0%} bound {lower:+.4f} "
            f"(bootstrap over {gain['units']} {gain['unit']})" if bounded else f"change {point:+.4f}")
     if drifted:
-        return RuleResult(f"{t.metric}_beats_champion", judged > 0,
-                          f"drift found, so the candidate must beat the champion: {t.metric} {_fmt(value)} vs "
-                          f"{_fmt(base)}, {how}, must be > 0", t.metric, value, base, 0.0)
-    return RuleResult(f"{t.metric}_change", judged >= t.change,
+        return RuleResult(f"{t.metric}_beats_champion", point > 0 and lower >= t.change,
+                          f"drift found, so the candidate must be ahead of the champion: {t.metric} "
+                          f"{_fmt(value)} vs {_fmt(base)}, {how}; must be > 0 with the bound >= {t.change:+.4f}",
+                          t.metric, value, base, t.change)
+    return RuleResult(f"{t.metric}_change", lower >= t.change,
                       f"{t.metric} {_fmt(value)} vs champion {_fmt(base)}: {how}, allowed {t.change:+.4f}",
                       t.metric, value, base, t.change)
 
