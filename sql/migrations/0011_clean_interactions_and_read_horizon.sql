@@ -48,7 +48,7 @@ WHERE NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.interaction_id = x.id);
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'freshrec_serving') THEN
-        GRANT SELECT ON clean_interactions TO freshrec_serving;
+        GRANT SELECT ON clean_interactions, read_horizon TO freshrec_serving;
     END IF;
 END
 $$;
