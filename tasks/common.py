@@ -1,4 +1,4 @@
-"""What every task needs: an engine for the configured database, and settings-to-config mappings."""
+"""What every task needs: an engine for the configured database, and retries on connection trouble."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from sqlalchemy.engine import URL, Engine
 
 from freshrec.db import connect, resolve_database_url
 from freshrec.settings import Settings
-from freshrec.steps import publish_policy, quality_rules, train_config  # noqa: F401  (the tasks' mappings)
 
 
 def retry_on_database_trouble(task, task_run, state) -> bool:

@@ -9,16 +9,15 @@ from prefect import get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from freshrec import cycles, migrations
+from freshrec import cycles, migrations, steps
 from freshrec.cycles import CycleSummary
-from freshrec.drift import reference_records
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
-from freshrec.registry import Decision, decide
+from freshrec.registry import Decision
 from freshrec.settings import Settings
 from freshrec.summary import build_summary, run_markdown, summary_markdown
 from freshrec.training import UpdateOutcome
-from tasks.common import DB_RETRIES, engine_for, publish_policy
+from tasks.common import DB_RETRIES, engine_for
 from tasks.drift import DriftOutcome, emit_drift_artifacts
 
 
@@ -79,11 +78,7 @@ def report_failed_run(cycle_id: int | None, error: str) -> None:
 @task(name="decide-publication", cache_policy=NO_CACHE, timeout_seconds=60)
 def decide_publication(settings: Settings, validated: ValidatedBatch, outcome: UpdateOutcome | None,
                        drift: DriftOutcome | None) -> Decision:
-    decision = decide(
-        batch_accepted=validated.accepted, reject_reason=validated.reject_reason,
-        trained=bool(outcome and outcome.trained), skip_reason=outcome.skip_reason if outcome else None,
-        metrics=outcome.metrics if outcome else {}, has_champion=bool(outcome and outcome.champion_version),
-        drift=drift.report.result if drift else None, policy=publish_policy(settings))
+    decision = steps.decide(settings, validated, outcome, drift.report if drift else None)
     get_run_logger().info("decision: %s (%s)", "publish" if decision.publish else "keep champion",
                           "; ".join(decision.reasons))
     return decision
@@ -93,16 +88,9 @@ def decide_publication(settings: Settings, validated: ValidatedBatch, outcome: U
 def commit_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch,
                  outcome: UpdateOutcome | None, drift: DriftOutcome | None, decision: Decision,
                  stage_seconds: dict[str, float]) -> CycleSummary:
-    summary = build_summary(cycle_id=cycle_id, consumer=settings.consumer, pulled=pulled, validated=validated,
-                            outcome=outcome, drift=drift.report if drift else None,
-                            drift_path=drift.path if drift else None, decision=decision,
-                            stage_seconds=stage_seconds)
-    reference = (reference_records(outcome.reference, "candidate_score", settings.drift_sample_cap, settings.seed)
-                 if outcome is not None and outcome.trained else None)
-    summary, _ = cycles.commit_cycle(
-        engine_for(settings), summary=summary, pulled=pulled, validated=validated, outcome=outcome,
-        drift=drift.report if drift else None, drift_path=drift.path if drift else None, decision=decision,
-        reference_sample=reference, keep_rejected=settings.keep_rejected_artifacts)
+    summary = steps.commit(settings, engine_for(settings), cycle_id, pulled, validated, outcome,
+                           drift.report if drift else None, decision, stage_seconds,
+                           drift_path=drift.path if drift else None)
     get_run_logger().info(summary.message)
     create_markdown_artifact(key="cycle-summary", markdown=summary_markdown(summary),
                              description=f"freshrec cycle {cycle_id}")

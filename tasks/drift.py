@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from freshrec import drift
+from freshrec import drift, steps
 from freshrec.escaping import markdown_text
 from freshrec.drift import DriftReport
 from freshrec.reports import report_link
@@ -27,14 +26,7 @@ class DriftOutcome:
 @task(name="measure-drift", cache_policy=NO_CACHE, timeout_seconds=900)
 def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
                   champion: ChampionModel | None) -> DriftOutcome:
-    reference = pd.DataFrame(champion.reference_sample) if champion and champion.reference_sample else None
-    current = drift.drift_frame(outcome.examples, "champion_score")
-    methods = drift.DriftMethods(settings.drift_num_method, settings.drift_cat_method,
-                                 settings.drift_num_threshold, settings.drift_cat_threshold,
-                                 tuple(settings.drift_monitor_only))
-    report = drift.measure_drift(reference, current, drift_share=settings.drift_share,
-                                 sample_cap=settings.drift_sample_cap, min_rows=settings.drift_min_rows,
-                                 seed=settings.seed, methods=methods)
+    report = steps.drift(settings, outcome, champion)
     path = drift.write_report(report, settings.resolved_reports_dir, cycle_id)
     r = report.result
     get_run_logger().info("drift %s: %s%s", r.status, r.note, f"; report {path}" if path else "")
