@@ -15,7 +15,6 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from bench.api_load import background_server
     from bench.common import scratch_database
-    from bench.render_report import FLAGS
+    from bench.render_report import capture
     from flows.update import freshrec_update
     from freshrec import generate
     from freshrec.api import create_app
@@ -65,12 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         if link != f"{base}/reports/{second['cycle_id']}":
             sys.exit(f"the artifact links to {link}, not to the service")
         status = httpx.get(link, timeout=60).status_code
-        with tempfile.TemporaryDirectory() as profile:
-            common = [browser, *FLAGS, f"--user-data-dir={profile}", "--window-size=1400,2600",
-                      "--virtual-time-budget=20000"]
-            dom = subprocess.run([*common, "--dump-dom", link], capture_output=True, text=True, timeout=180).stdout
-            subprocess.run([*common, f"--screenshot={args.screenshot.resolve()}", link], check=True,
-                           capture_output=True, timeout=180)
+        dom = capture(browser, link, args.screenshot, 1400, 2600)
     reader.dispose()
     if args.dom:
         args.dom.write_text(dom)

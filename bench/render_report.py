@@ -19,15 +19,24 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
          "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
 
+def capture(browser: str, url: str, png: Path, width: int = 1400, height: int = 2600, budget_ms: int = 20_000,
+            timeout: float = 180) -> str:
+    """Open url in headless Chromium, save a screenshot (after budget_ms of the page's own scripts, which draw
+    the charts) and return the DOM it rendered."""
+    with tempfile.TemporaryDirectory() as profile:
+        common = [browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                  f"--virtual-time-budget={budget_ms}"]
+        dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=timeout).stdout
+        subprocess.run([*common, f"--screenshot={png.resolve()}", url], check=True, capture_output=True,
+                       timeout=timeout)
+    return dom
+
+
 def render(html: Path, png: Path, width: int = 1400, height: int = 2600) -> Path:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         sys.exit("chromium is not installed: apt-get install chromium")
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                        "--virtual-time-budget=20000",  # let the report's scripts draw the charts
-                        f"--screenshot={png.resolve()}", html.resolve().as_uri()],
-                       check=True, capture_output=True, timeout=120)
+    capture(browser, html.resolve().as_uri(), png, width, height)
     return png
 
 

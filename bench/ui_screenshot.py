@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench.prefect_server import freshrec_serve, prefect_server
-from bench.render_report import FLAGS
+from bench.render_report import capture
 
 DEPLOYMENT = "freshrec-update/serve-every-5-min"
 
@@ -45,12 +44,7 @@ def main(argv: list[str] | None = None) -> None:
                         sys.exit("the deployment was not registered; see " + str(home / "serve.log"))
                     time.sleep(1)
         url = api.removesuffix("/api") + f"/deployments/deployment/{deployment.id}"
-        with tempfile.TemporaryDirectory() as profile:
-            common = [browser, *FLAGS, f"--user-data-dir={profile}", "--window-size=1440,1000",
-                      "--virtual-time-budget=15000"]
-            dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-            subprocess.run([*common, f"--screenshot={args.screenshot.resolve()}", url], check=True,
-                           capture_output=True, timeout=120)
+        dom = capture(browser, url, args.screenshot, 1440, 1000, budget_ms=15_000, timeout=120)
     if args.dom:
         args.dom.write_text(dom)
     found = "serve-every-5-min" in dom
