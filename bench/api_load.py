@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from bench.common import scratch_database
     from freshrec import generate, registry
+    from freshrec.gate import Decision
     from freshrec.api import create_app
     from freshrec.model import build_model, new_model_config, save_artifact
     from freshrec.serving import serving_engine
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         artifact = save_artifact(model, cfg)
         with engine.begin() as conn:
             return registry.insert_version_and_maybe_promote(
-                conn, artifact=artifact, decision=registry.Decision(True, ["bench"]), champion_before=champion_before,
+                conn, artifact=artifact, decision=Decision(True, ["bench"]), champion_before=champion_before,
                 metrics={}, batch_ids=[], cycle_id=None, reference_sample=None).version
 
     v1 = publish(0, None)

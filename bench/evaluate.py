@@ -145,7 +145,7 @@ def run(args) -> dict:
     from freshrec.metrics import binary_metrics, ndcg_per_user
     from freshrec.model import load_artifact, load_tokenizer
     from freshrec.registry import load_champion
-    from freshrec.training import pick_device, predict
+    from freshrec.inference import pick_device, predict
     from bench.baselines import (Popularity, RiverLogisticRegression, UserGenreItemRatesPerEvent, UserItemRates,
                                  UserItemRatesPerEvent)
 

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.training import texts
     from freshrec.features import SIDE_COLUMNS
     from freshrec.model import build_model, load_tokenizer, new_model_config
-    from freshrec.training import TokenizedTexts, _autocast, _pair_logits
+    from freshrec.inference import TokenizedTexts, _autocast, _pair_logits
 
     cfg = new_model_config(args.model, args.mode, max_item_tokens=args.seq, max_user_tokens=args.seq,
                            history_len=5, seed=0)

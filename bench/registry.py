@@ -29,13 +29,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     from bench.common import scratch_database
     from freshrec import registry
+    from freshrec.gate import Decision
     from freshrec.model import build_model, new_model_config, save_artifact
     from freshrec.serving import ChampionWatcher, load_scorer, serving_engine
 
     engine, url = scratch_database("freshrec_bench_registry")
     cfg = new_model_config(args.model, args.mode, max_item_tokens=48, max_user_tokens=96, history_len=5, seed=0)
     artifact = save_artifact(build_model(cfg), cfg)
-    decision = registry.Decision(True, ["benchmark"])
+    decision = Decision(True, ["benchmark"])
 
     def publish(before):
         with engine.begin() as conn:

@@ -6,7 +6,7 @@
 The full evaluation (bench.evaluate) fine-tunes MiniLM with LoRA every cycle: over an hour per configuration on
 2 cores. This sweep keeps the encoder frozen, encodes every user and item text once (same texts, same
 point-in-time like-rates as freshrec.features, computed with pandas), and then replays freshrec's update
-recipe on freshrec's own scoring head (CtrModel.score_pairs) and its own publish rule (registry.decide):
+recipe on freshrec's own scoring head (CtrModel.score_pairs) and its own publish rule (gate.decide):
 cold start on the warm-up rows, then per cycle of --cycle-rows: score (test), hold out 20% with freshrec's own
 split (features.split_holdout, mode --holdout), train a warm-started candidate on the previous held-out rows +
 the rest of the cycle + `replay x` rows drawn uniformly from all older rows, publish if the rule passes.
@@ -94,8 +94,9 @@ def run(args) -> list[dict]:
     from freshrec.drift import DriftResult
     from freshrec.metrics import evaluate
     from freshrec.model import build_model, id_inputs, load_tokenizer, new_model_config
-    from freshrec.registry import PublishPolicy, decide
-    from freshrec.training import embed_texts, param_groups
+    from freshrec.gate import PublishPolicy, decide
+    from freshrec.inference import embed_texts
+    from freshrec.training import param_groups
 
     stream = movielens_stream(Path(args.movielens), args.history_len)
     window = stream.iloc[-(args.warmup_rows + args.score_cycles * args.cycle_rows + args.replay_pool):]

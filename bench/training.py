@@ -41,7 +41,8 @@ def run_mode(model_name: str, mode: str, batch: int, seq: int, steps: int, devic
 
     from freshrec.features import SIDE_COLUMNS
     from freshrec.model import build_model, load_tokenizer, new_model_config
-    from freshrec.training import TrainConfig, _autocast, pick_device, train
+    from freshrec.inference import _autocast, pick_device
+    from freshrec.training import TrainConfig, train
 
     device = pick_device(device_name)
     cfg = new_model_config(model_name, mode, max_item_tokens=seq, max_user_tokens=seq, history_len=5, seed=0)

@@ -25,7 +25,8 @@ from freshrec.ingest import PulledBatch
 from freshrec.locks import CYCLE_LOCK_NAMESPACE
 from freshrec.rebase import request_done
 from freshrec.quality import SUITE_NAME, SUITE_VERSION, ValidatedBatch, quarantine_payload
-from freshrec.registry import Decision, PublishResult, insert_version_and_maybe_promote, record_decision
+from freshrec.gate import Decision
+from freshrec.registry import PublishResult, insert_version_and_maybe_promote, record_decision
 from freshrec.sqlfiles import query
 from freshrec.training import UpdateOutcome
 

@@ -274,6 +274,16 @@ def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, 
 
 
 @dataclass(frozen=True)
+class ChampionModel:
+    """The serving champion as the trainer and the registry pass it: its bytes, their sha256 and its drift reference."""
+    version: int
+    artifact: bytes
+    sha256: str
+    reference_sample: list[dict] | None
+
+
+
+@dataclass(frozen=True)
 class Artifact:
     data: bytes
     sha256: str

@@ -62,7 +62,7 @@ class Scorer:
         self._user_cache: OrderedDict[str, np.ndarray] = OrderedDict()  # user text -> embedding, newest last
 
     def _embed(self, texts: list[str], max_len: int) -> np.ndarray:
-        from freshrec.training import embed_texts
+        from freshrec.inference import embed_texts
 
         if not texts:
             return np.zeros((0, self.config.hidden_size), dtype=np.float32)

@@ -227,7 +227,7 @@ THRESHOLD_METRICS = ("auc", "logloss", "ndcg_at_10")
 
 
 class _Threshold(BaseModel):
-    """One entry of FRESHREC_PUBLISH_THRESHOLDS, as freshrec.registry.MetricThreshold reads it."""
+    """One entry of FRESHREC_PUBLISH_THRESHOLDS, as freshrec.gate.MetricThreshold reads it."""
     model_config = ConfigDict(extra="forbid", strict=True)
     metric: Literal["auc", "logloss", "ndcg_at_10"]
     higher_is_better: bool = True

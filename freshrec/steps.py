@@ -23,17 +23,18 @@ from typing import Callable
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from freshrec import cycles, ingest, quality, registry, training
+from freshrec import cycles, gate, ingest, quality, registry, training
 from freshrec import drift as drift_core
 from freshrec import rebase as rebase_core
 from freshrec.cycles import CycleSummary
 from freshrec.drift import DriftMethods, DriftReport
 from freshrec.ingest import PulledBatch
 from freshrec.quality import QualityRules, ValidatedBatch
-from freshrec.registry import Decision, PublishPolicy
+from freshrec.gate import Decision, PublishPolicy
 from freshrec.settings import Settings
 from freshrec.summary import build_summary
-from freshrec.training import ChampionModel, TrainConfig, UpdateOutcome
+from freshrec.model import ChampionModel
+from freshrec.training import TrainConfig, UpdateOutcome
 
 
 # --- settings -> the core's configuration objects -----------------------------------------------------------
@@ -61,7 +62,7 @@ def train_config(settings: Settings) -> TrainConfig:
 
 
 def publish_policy(settings: Settings) -> PublishPolicy:
-    return PublishPolicy(thresholds=registry.parse_thresholds(settings.publish_thresholds),
+    return PublishPolicy(thresholds=gate.parse_thresholds(settings.publish_thresholds),
                          min_eval_rows=settings.min_eval_rows, max_probe_change=settings.max_probe_change)
 
 
@@ -124,7 +125,7 @@ def drift(settings: Settings, outcome: UpdateOutcome, champion: ChampionModel | 
 
 def decide(settings: Settings, validated: ValidatedBatch, outcome: UpdateOutcome | None,
            report: DriftReport | None) -> Decision:
-    return registry.decide(
+    return gate.decide(
         batch_accepted=validated.accepted, reject_reason=validated.reject_reason,
         trained=bool(outcome and outcome.trained), skip_reason=outcome.skip_reason if outcome else None,
         metrics=outcome.metrics if outcome else {}, has_champion=bool(outcome and outcome.champion_version),

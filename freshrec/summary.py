@@ -11,7 +11,7 @@ from freshrec.drift import DriftReport
 from freshrec.escaping import markdown_text as md
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
-from freshrec.registry import Decision
+from freshrec.gate import Decision
 from freshrec.training import UpdateOutcome
 
 

@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from freshrec.cpu import cpu_threads
 from freshrec.features import build_examples, split_holdout
 from freshrec.ingest import Cursor
+from freshrec.inference import _autocast, _ids, _pair_logits, _side, _texts, pick_device, predict
 from freshrec.metrics import evaluate, paired_gains
-from freshrec.model import Artifact, ModelConfig, build_model, load_artifact, new_model_config, save_artifact
+from freshrec.model import (Artifact, ChampionModel, ModelConfig, build_model, load_artifact, new_model_config,
+                            save_artifact)
 from freshrec.sqlfiles import query
+from freshrec.trainset import probe_pairs, replay_sample, replay_seed, training_backlog
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +94,6 @@ class LrState:
         return LrState(min(self.base_lr, self.lr * LR_RECOVER), self.base_lr)
 
 
-@dataclass(frozen=True)
-class ChampionModel:
-    """The serving champion as the trainer needs it."""
-    version: int
-    artifact: bytes
-    sha256: str
-    reference_sample: list[dict] | None
-
-
 @dataclass
 class TrainStats:
     steps: int = 0
@@ -140,113 +133,7 @@ class UpdateOutcome:
     seconds: dict[str, float] = field(default_factory=dict)  # score / train / evaluate
 
 
-# --- device and text handling -------------------------------------------------------------------------------
-
-
-def cuda_requested(requested: str) -> bool:
-    """Whether training will run on a GPU (without initialising one on a CPU machine)."""
-    if requested == "cpu":
-        return False
-    import torch
-
-    return requested == "cuda" or torch.cuda.is_available()
-
-
-def pick_device(requested: str, threads: int = 0):
-    """The torch device; on the CPU also sets the intra-op threads (freshrec.cpu.cpu_threads)."""
-    import torch
-
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            from freshrec.errors import ModelError
-            raise ModelError("FRESHREC_DEVICE is 'cuda' but PyTorch sees no GPU: install a CUDA build of torch "
-                             "(see README) or set FRESHREC_DEVICE=auto.")
-        return torch.device("cuda")
-    torch.set_num_threads(cpu_threads(threads))
-    return torch.device("cpu")
-
-
-def _autocast(device):
-    import contextlib
-
-    import torch
-
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-class TokenizedTexts:
-    """Each distinct text tokenized once; batches are padded to their own longest text."""
-
-    def __init__(self, tokenizer, texts, max_len: int):
-        self.unique, self.index = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-        self.ids = tokenizer(list(self.unique), truncation=True, max_length=max_len)["input_ids"]
-        self.pad = tokenizer.pad_token_id or 0
-
-    def batch(self, unique_positions: np.ndarray, device):
-        import torch
-
-        seqs = [self.ids[i] for i in unique_positions]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            ids[row, :len(seq)] = torch.as_tensor(seq)
-            mask[row, :len(seq)] = 1
-        if device.type == "cuda":
-            return ids.pin_memory().to(device, non_blocking=True), mask.pin_memory().to(device, non_blocking=True)
-        return ids, mask
-
-
-def embed_texts(model, tokenizer, texts: list[str], max_len: int, device, batch_size: int = 256) -> np.ndarray:
-    """The model's embedding of each text (every distinct text encoded once), as a numpy array."""
-    import torch
-
-    tokens = TokenizedTexts(tokenizer, texts, max_len)
-    out = []
-    with torch.no_grad():
-        for lo in range(0, len(tokens.unique), batch_size):
-            positions = np.arange(lo, min(len(tokens.unique), lo + batch_size))
-            out.append(model.embed(*tokens.batch(positions, device)).float().cpu().numpy())
-    return np.concatenate(out)[tokens.index]
-
-
-def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.ndarray, device,
-                 side: np.ndarray | None = None, ids: tuple | None = None):
-    """Logits for the example rows, encoding each distinct user and item text of the batch once."""
-    import torch
-
-    u_pos, u_inv = np.unique(users.index[rows], return_inverse=True)
-    i_pos, i_inv = np.unique(items.index[rows], return_inverse=True)
-    u = model.embed(*users.batch(u_pos, device))
-    i = model.embed(*items.batch(i_pos, device))
-    extra = torch.as_tensor(side[rows], device=device) if side is not None else None
-    picked = None
-    if ids is not None:
-        at = torch.as_tensor(rows)
-        picked = (ids[0][at].to(device), ids[1][at].to(device))
-    return model.score_pairs(u[torch.as_tensor(u_inv, device=device)], i[torch.as_tensor(i_inv, device=device)],
-                             extra, picked)
-
-
-def _texts(tokenizer, config: ModelConfig, examples: pd.DataFrame) -> tuple[TokenizedTexts, TokenizedTexts]:
-    return (TokenizedTexts(tokenizer, examples["user_text"].to_numpy(), config.max_user_tokens),
-            TokenizedTexts(tokenizer, examples["item_text"].to_numpy(), config.max_item_tokens))
-
-
-def _side(config: ModelConfig, examples: pd.DataFrame) -> np.ndarray | None:
-    from freshrec.features import side_columns
-
-    return examples[side_columns(config)].to_numpy(dtype=np.float32) if config.side_features else None
-
-
-def _ids(config: ModelConfig, examples: pd.DataFrame) -> tuple | None:
-    from freshrec.model import id_inputs
-
-    if not config.id_buckets:
-        return None
-    return id_inputs(config, examples["item_id"].to_numpy(dtype=np.int64), examples["history_item_ids"].tolist())
+# --- training ------------------------------------------------------------------------------------------------
 
 
 def param_groups(model, lr: float) -> list[dict]:
@@ -258,30 +145,6 @@ def param_groups(model, lr: float) -> list[dict]:
     if table:
         groups.append({"params": table, "lr": lr * ID_LR_MULTIPLIER, "weight_decay": 0.0})
     return groups
-
-
-# --- scoring and training -------------------------------------------------------------------------------------
-
-
-def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, device=None,
-            batch_size: int = 256) -> np.ndarray:
-    """P(engage) for each example."""
-    import torch
-
-    if examples.empty:
-        return np.zeros(0)
-    device = device or next(model.parameters()).device
-    model.to(device).eval()
-    users, items = _texts(tokenizer, config, examples)
-    side = _side(config, examples)
-    ids = _ids(config, examples)
-    out = []
-    with torch.no_grad(), _autocast(device):
-        for lo in range(0, len(examples), batch_size):
-            rows = np.arange(lo, min(len(examples), lo + batch_size))
-            logits = _pair_logits(model, users, items, rows, device, side, ids)
-            out.append(torch.sigmoid(logits.float()).cpu().numpy())
-    return np.concatenate(out)
 
 
 def batch_order(n: int, fresh: int, batch_size: int, epochs: int, rng) -> list[np.ndarray]:
@@ -379,62 +242,10 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
 # --- the update step ----------------------------------------------------------------------------------------------
 
 
-def replay_seed(seed: int, before: Cursor) -> int:
-    """A different replay draw every cycle (the cursor moves), reproducible for the same cursor and seed."""
-    return (seed * 1_000_003 + before.id) % 2_147_483_647
-
-
-def replay_sample(engine: Engine, consumer: str, before: Cursor, rows: int, seed: int) -> pd.DataFrame:
-    """Up to `rows` older clean rows drawn uniformly from the whole history (a Bernoulli table sample sized to
-    the need, then a seeded shuffle)."""
-    if rows <= 0:
-        return pd.DataFrame()
-    with engine.connect() as conn:
-        total = int(conn.execute(query("interactions_estimate")).scalar_one() or 0)
-        if total <= 0:  # never analysed: count what the cursor has passed (small tables only get here)
-            total = int(conn.execute(query("interactions_count_until"), before.as_params()).scalar_one())
-        if total <= 0:
-            return pd.DataFrame()
-        percent = min(100.0, 100.0 * 3 * rows / total)
-        return pd.read_sql_query(query("replay_sample"), conn, params={
-            **before.as_params(), "consumer": consumer, "percent": percent, "seed": seed, "max_rows": rows},
-            dtype_backend="numpy_nullable")
-
-
-def training_backlog(engine: Engine, consumer: str, max_rows: int) -> pd.DataFrame:
-    with engine.connect() as conn:
-        return pd.read_sql_query(query("backlog_rows"), conn, params={"consumer": consumer, "max_rows": max_rows},
-                                 dtype_backend="numpy_nullable")
-
-
 def learning_rate_state(engine: Engine, base_lr: float) -> LrState:
     with engine.connect() as conn:
         stored = conn.execute(query("trainer_state")).scalar()
     return LrState.initial(base_lr, stored)
-
-
-def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
-    """The fixed probe set of the stability guard; made once, from the first batch that has rows."""
-    from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS
-
-    with engine.connect() as conn:
-        probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(),
-                             columns=["user_text", "item_text", *SIDE_COLUMNS, "item_id", "history_item_ids",
-                                      CATEGORY_RATE])
-    # older probe sets have no ids: the padding row, so those pairs score without the id term
-    probe["item_id"] = probe["item_id"].fillna(-1).astype("int64")
-    if probe.empty and len(examples):
-        sample = examples.sample(n=min(size, len(examples)), random_state=seed)
-        with engine.begin() as conn:
-            conn.execute(query("probe_set_create"), {
-                "user_texts": sample["user_text"].tolist(), "item_texts": sample["item_text"].tolist(),
-                "user_rates": sample["user_rate"].tolist(), "item_rates": sample["item_rate"].tolist(),
-                "user_log_ns": sample["user_log_n"].tolist(), "item_log_ns": sample["item_log_n"].tolist(),
-                "item_ids": sample["item_id"].astype("int64").tolist(),
-                "histories": [",".join(str(int(i)) for i in h) for h in sample["history_item_ids"]],
-                "user_category_rates": sample[CATEGORY_RATE].tolist()})
-        return probe_pairs(engine, examples.iloc[0:0], size, seed)
-    return probe
 
 
 def drift_reference(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, holdout: pd.DataFrame,

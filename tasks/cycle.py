@@ -13,7 +13,7 @@ from freshrec import cycles, migrations, steps
 from freshrec.cycles import CycleSummary
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
-from freshrec.registry import Decision
+from freshrec.gate import Decision
 from freshrec.settings import Settings
 from freshrec.summary import build_summary, run_markdown, summary_markdown
 from freshrec.training import UpdateOutcome

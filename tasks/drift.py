@@ -14,7 +14,8 @@ from freshrec.escaping import markdown_text
 from freshrec.drift import DriftReport
 from freshrec.reports import report_link
 from freshrec.settings import Settings
-from freshrec.training import ChampionModel, UpdateOutcome
+from freshrec.model import ChampionModel
+from freshrec.training import UpdateOutcome
 
 
 @dataclass

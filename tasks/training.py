@@ -8,11 +8,12 @@ from prefect import get_run_logger, task
 from prefect.concurrency.sync import concurrency
 from prefect.cache_policies import NO_CACHE
 
-from freshrec import registry, steps, training
+from freshrec import inference, registry, steps
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
 from freshrec.settings import Settings
-from freshrec.training import ChampionModel, UpdateOutcome
+from freshrec.model import ChampionModel
+from freshrec.training import UpdateOutcome
 from tasks.common import DB_RETRIES, engine_for
 
 
@@ -29,7 +30,7 @@ def fine_tune_candidate(settings: Settings, pulled: PulledBatch, validated: Vali
     logger = get_run_logger()
     # One training at a time per GPU: the 'freshrec-gpu' global concurrency limit (create it with
     # `prefect gcl create freshrec-gpu --limit 1`; without it the slot is not enforced).
-    slot = concurrency("freshrec-gpu", occupy=1) if training.cuda_requested(settings.device) else nullcontext()
+    slot = concurrency("freshrec-gpu", occupy=1) if inference.cuda_requested(settings.device) else nullcontext()
     with slot:
         outcome = steps.update(settings, engine_for(settings), pulled, validated, champion, progress=logger.info)
     if outcome.trained:

@@ -15,6 +15,7 @@ import torch
 from bench.api_load import background_server, wait_until
 from freshrec import generate, registry
 from freshrec.api import create_app
+from freshrec.gate import Decision
 from freshrec.model import build_model, new_model_config, save_artifact
 from freshrec.serving import serving_engine
 
@@ -32,7 +33,7 @@ def publish(engine, seed: int, champion_before):
             p.add_(torch.randn(p.shape, generator=generator) * 0.5)
     with engine.begin() as conn:
         return registry.insert_version_and_maybe_promote(
-            conn, artifact=save_artifact(model, cfg), decision=registry.Decision(True, ["test"]),
+            conn, artifact=save_artifact(model, cfg), decision=Decision(True, ["test"]),
             champion_before=champion_before, metrics={}, batch_ids=[], cycle_id=None, reference_sample=None).version
 
 

@@ -99,7 +99,7 @@ def test_serving_now_sees_the_features_training_gives_a_row_after_all_others(eng
     from freshrec.model import build_model, load_tokenizer, new_model_config
     from freshrec.movielens import load_movielens
     from freshrec.serving import Scorer, rank_items
-    from freshrec.training import predict
+    from freshrec.inference import predict
 
     class RecordingScorer(Scorer):  # the real scorer; it also keeps what rank_items handed it
         def score(self, history_titles, items, side=None, history_item_ids=None, item_emb=None):

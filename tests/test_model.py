@@ -11,7 +11,8 @@ from freshrec.errors import ModelError
 from freshrec.metrics import binary_metrics
 from freshrec.model import (build_model, id_inputs, load_artifact, load_tokenizer, new_model_config,
                             read_artifact_config, save_artifact)
-from freshrec.training import TrainConfig, predict, train
+from freshrec.inference import predict
+from freshrec.training import TrainConfig, train
 
 TOPICS = {"football": "sports", "guitar": "music", "recipe": "cooking", "laptop": "technology"}
 

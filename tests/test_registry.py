@@ -11,9 +11,10 @@ from freshrec import registry
 from freshrec.errors import ModelError
 from freshrec.metrics import evaluate, paired_gains
 from freshrec.model import build_model, load_tokenizer, save_artifact
-from freshrec.registry import Decision, MetricThreshold, PublishPolicy, decide
+from freshrec.gate import Decision, MetricThreshold, PublishPolicy, decide
 from freshrec.serving import ChampionWatcher, load_scorer, rank_items, serving_engine
-from freshrec.training import TrainConfig, predict, train
+from freshrec.inference import predict
+from freshrec.training import TrainConfig, train
 
 from conftest import count
 from test_model import config, examples

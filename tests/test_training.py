@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from freshrec import generate, ingest
 from freshrec.metrics import evaluate, ndcg_at_k
-from freshrec.training import LR_FLOOR, LrState, TrainConfig, replay_sample, replay_seed, train
+from freshrec.training import LR_FLOOR, LrState, TrainConfig, train
+from freshrec.trainset import replay_sample, replay_seed
 
 from conftest import count, publish_everything
 from test_model import config, examples

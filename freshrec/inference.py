@@ -1,0 +1,137 @@
+"""Inference with a model version: the device, tokenized texts, and P(engage) for examples; what serving, the
+trainer and the benchmarks share."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from freshrec.cpu import cpu_threads
+from freshrec.model import ModelConfig
+
+
+def cuda_requested(requested: str) -> bool:
+    """Whether training will run on a GPU (without initialising one on a CPU machine)."""
+    if requested == "cpu":
+        return False
+    import torch
+
+    return requested == "cuda" or torch.cuda.is_available()
+
+
+def pick_device(requested: str, threads: int = 0):
+    """The torch device; on the CPU also sets the intra-op threads (freshrec.cpu.cpu_threads)."""
+    import torch
+
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from freshrec.errors import ModelError
+            raise ModelError("FRESHREC_DEVICE is 'cuda' but PyTorch sees no GPU: install a CUDA build of torch "
+                             "(see README) or set FRESHREC_DEVICE=auto.")
+        return torch.device("cuda")
+    torch.set_num_threads(cpu_threads(threads))
+    return torch.device("cpu")
+
+
+def _autocast(device):
+    import contextlib
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class TokenizedTexts:
+    """Each distinct text tokenized once; batches are padded to their own longest text."""
+
+    def __init__(self, tokenizer, texts, max_len: int):
+        self.unique, self.index = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        self.ids = tokenizer(list(self.unique), truncation=True, max_length=max_len)["input_ids"]
+        self.pad = tokenizer.pad_token_id or 0
+
+    def batch(self, unique_positions: np.ndarray, device):
+        import torch
+
+        seqs = [self.ids[i] for i in unique_positions]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, :len(seq)] = torch.as_tensor(seq)
+            mask[row, :len(seq)] = 1
+        if device.type == "cuda":
+            return ids.pin_memory().to(device, non_blocking=True), mask.pin_memory().to(device, non_blocking=True)
+        return ids, mask
+
+
+def embed_texts(model, tokenizer, texts: list[str], max_len: int, device, batch_size: int = 256) -> np.ndarray:
+    """The model's embedding of each text (every distinct text encoded once), as a numpy array."""
+    import torch
+
+    tokens = TokenizedTexts(tokenizer, texts, max_len)
+    out = []
+    with torch.no_grad():
+        for lo in range(0, len(tokens.unique), batch_size):
+            positions = np.arange(lo, min(len(tokens.unique), lo + batch_size))
+            out.append(model.embed(*tokens.batch(positions, device)).float().cpu().numpy())
+    return np.concatenate(out)[tokens.index]
+
+
+def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.ndarray, device,
+                 side: np.ndarray | None = None, ids: tuple | None = None):
+    """Logits for the example rows, encoding each distinct user and item text of the batch once."""
+    import torch
+
+    u_pos, u_inv = np.unique(users.index[rows], return_inverse=True)
+    i_pos, i_inv = np.unique(items.index[rows], return_inverse=True)
+    u = model.embed(*users.batch(u_pos, device))
+    i = model.embed(*items.batch(i_pos, device))
+    extra = torch.as_tensor(side[rows], device=device) if side is not None else None
+    picked = None
+    if ids is not None:
+        at = torch.as_tensor(rows)
+        picked = (ids[0][at].to(device), ids[1][at].to(device))
+    return model.score_pairs(u[torch.as_tensor(u_inv, device=device)], i[torch.as_tensor(i_inv, device=device)],
+                             extra, picked)
+
+
+def _texts(tokenizer, config: ModelConfig, examples: pd.DataFrame) -> tuple[TokenizedTexts, TokenizedTexts]:
+    return (TokenizedTexts(tokenizer, examples["user_text"].to_numpy(), config.max_user_tokens),
+            TokenizedTexts(tokenizer, examples["item_text"].to_numpy(), config.max_item_tokens))
+
+
+def _side(config: ModelConfig, examples: pd.DataFrame) -> np.ndarray | None:
+    from freshrec.features import side_columns
+
+    return examples[side_columns(config)].to_numpy(dtype=np.float32) if config.side_features else None
+
+
+def _ids(config: ModelConfig, examples: pd.DataFrame) -> tuple | None:
+    from freshrec.model import id_inputs
+
+    if not config.id_buckets:
+        return None
+    return id_inputs(config, examples["item_id"].to_numpy(dtype=np.int64), examples["history_item_ids"].tolist())
+
+
+def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, device=None,
+            batch_size: int = 256) -> np.ndarray:
+    """P(engage) for each example."""
+    import torch
+
+    if examples.empty:
+        return np.zeros(0)
+    device = device or next(model.parameters()).device
+    model.to(device).eval()
+    users, items = _texts(tokenizer, config, examples)
+    side = _side(config, examples)
+    ids = _ids(config, examples)
+    out = []
+    with torch.no_grad(), _autocast(device):
+        for lo in range(0, len(examples), batch_size):
+            rows = np.arange(lo, min(len(examples), lo + batch_size))
+            logits = _pair_logits(model, users, items, rows, device, side, ids)
+            out.append(torch.sigmoid(logits.float()).cpu().numpy())
+    return np.concatenate(out)

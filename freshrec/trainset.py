@@ -1,0 +1,62 @@
+"""What a candidate trains on besides the batch, read from PostgreSQL: the training backlog, a uniform replay
+sample of older clean rows, and the fixed probe set of the stability guard."""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from freshrec.ingest import Cursor
+from freshrec.sqlfiles import query
+
+
+def replay_seed(seed: int, before: Cursor) -> int:
+    """A different replay draw every cycle (the cursor moves), reproducible for the same cursor and seed."""
+    return (seed * 1_000_003 + before.id) % 2_147_483_647
+
+
+def replay_sample(engine: Engine, consumer: str, before: Cursor, rows: int, seed: int) -> pd.DataFrame:
+    """Up to `rows` older clean rows drawn uniformly from the whole history (a Bernoulli table sample sized to
+    the need, then a seeded shuffle)."""
+    if rows <= 0:
+        return pd.DataFrame()
+    with engine.connect() as conn:
+        total = int(conn.execute(query("interactions_estimate")).scalar_one() or 0)
+        if total <= 0:  # never analysed: count what the cursor has passed (small tables only get here)
+            total = int(conn.execute(query("interactions_count_until"), before.as_params()).scalar_one())
+        if total <= 0:
+            return pd.DataFrame()
+        percent = min(100.0, 100.0 * 3 * rows / total)
+        return pd.read_sql_query(query("replay_sample"), conn, params={
+            **before.as_params(), "consumer": consumer, "percent": percent, "seed": seed, "max_rows": rows},
+            dtype_backend="numpy_nullable")
+
+
+def training_backlog(engine: Engine, consumer: str, max_rows: int) -> pd.DataFrame:
+    with engine.connect() as conn:
+        return pd.read_sql_query(query("backlog_rows"), conn, params={"consumer": consumer, "max_rows": max_rows},
+                                 dtype_backend="numpy_nullable")
+
+
+def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    """The fixed probe set of the stability guard; made once, from the first batch that has rows."""
+    from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS
+
+    with engine.connect() as conn:
+        probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(),
+                             columns=["user_text", "item_text", *SIDE_COLUMNS, "item_id", "history_item_ids",
+                                      CATEGORY_RATE])
+    # older probe sets have no ids: the padding row, so those pairs score without the id term
+    probe["item_id"] = probe["item_id"].fillna(-1).astype("int64")
+    if probe.empty and len(examples):
+        sample = examples.sample(n=min(size, len(examples)), random_state=seed)
+        with engine.begin() as conn:
+            conn.execute(query("probe_set_create"), {
+                "user_texts": sample["user_text"].tolist(), "item_texts": sample["item_text"].tolist(),
+                "user_rates": sample["user_rate"].tolist(), "item_rates": sample["item_rate"].tolist(),
+                "user_log_ns": sample["user_log_n"].tolist(), "item_log_ns": sample["item_log_n"].tolist(),
+                "item_ids": sample["item_id"].astype("int64").tolist(),
+                "histories": [",".join(str(int(i)) for i in h) for h in sample["history_item_ids"]],
+                "user_category_rates": sample[CATEGORY_RATE].tolist()})
+        return probe_pairs(engine, examples.iloc[0:0], size, seed)
+    return probe
