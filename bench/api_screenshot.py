@@ -45,18 +45,17 @@ def main(argv: list[str] | None = None) -> None:
     from freshrec import generate
     from freshrec.api import create_app
     from freshrec.serving import serving_engine
+    from freshrec.settings import load_settings
 
     engine, url = scratch_database("freshrec_bench_api_ui")
     generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=500, drift_at=0.5, seed=9))
     reader = serving_engine(url.render_as_string(hide_password=False))
     with background_server(create_app(reader)) as base:
-        os.environ.update({"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),
-                           "FRESHREC_DATA_DIR": str(home / "data"), "FRESHREC_MODEL": args.model,
-                           "FRESHREC_MAX_BATCH_ROWS": "250", "FRESHREC_PUBLIC_URL": base,
-                           "FRESHREC_PUBLISH_THRESHOLDS": '[{"metric": "auc", "value": 0.0}]',
-                           "FRESHREC_MAX_PROBE_CHANGE": "1.0"})
-        freshrec_update(catch_up=False)
-        second = freshrec_update(catch_up=False)
+        settings = load_settings(database_url=url.render_as_string(hide_password=False), data_dir=home / "data",
+                                 model=args.model, max_batch_rows=250, public_url=base,
+                                 publish_thresholds=[{"metric": "auc", "value": 0.0}], max_probe_change=1.0)
+        freshrec_update(catch_up=False, settings=settings)
+        second = freshrec_update(catch_up=False, settings=settings)
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
                 key=ArtifactFilterKey(any_=["drift-report"])))

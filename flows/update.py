@@ -66,6 +66,7 @@ def freshrec_update(
     max_batch_rows: int | None = None,
     consumer: str | None = None,
     catch_up: bool = True,
+    settings: Settings | None = None,
 ) -> dict:
     """One update run (Prefect shows these argument descriptions in the UI's run form).
 
@@ -76,11 +77,17 @@ def freshrec_update(
         consumer: The ingestion cursor this run advances. Empty: FRESHREC_CONSUMER.
         catch_up: While rows are still waiting, run further cycles in this run, for up to
             FRESHREC_CATCH_UP_SECONDS (one run takes a backlog instead of late runs piling up).
+        settings: The whole configuration, built once by the caller (the command line, the demo, the
+            benchmarks). Empty: read from the FRESHREC_* environment of the process the run executes in,
+            as a scheduled deployment does. model, max_batch_rows and consumer, when given, override it.
     """
     core_logs_to_run_logs()
     current: dict = {"cycle_id": None}
     try:
-        settings = load_settings(model=model, max_batch_rows=max_batch_rows, consumer=consumer)
+        overrides = {k: v for k, v in {"model": model, "max_batch_rows": max_batch_rows,
+                                       "consumer": consumer}.items() if v is not None}
+        settings = (settings.model_copy(update=overrides) if settings is not None
+                    else load_settings(**overrides))
         with hold_cycle_lock(settings) as lock:
             if not lock:
                 return record_skipped_cycle(settings, "another cycle of this consumer is running").to_json()

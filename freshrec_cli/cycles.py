@@ -15,5 +15,4 @@ def run_cycle(settings: Settings) -> dict:
     # Heartbeats let a server spot crashed runs of deployments; an in-process run has no worker to watch,
     # and a sync flow waits up to a second on the heartbeat thread when it ends.
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return freshrec_update(model=settings.model, max_batch_rows=settings.max_batch_rows,
-                               consumer=settings.consumer, catch_up=False)
+        return freshrec_update(settings=settings, catch_up=False)

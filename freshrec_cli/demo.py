@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from freshrec import migrations
 from freshrec.db import check_connection, create_engine, describe, recreate_database
 from freshrec.generate import StreamSpec, insert_stream
-from freshrec.settings import Settings, load_settings
+from freshrec.settings import Settings
 from freshrec.summary import TABLE_HEADER, table_row
 from freshrec_cli.cycles import run_cycle
 from freshrec_cli.output import progress
@@ -86,13 +87,10 @@ def _run_demo(settings: Settings, cycles: int | None, as_json: bool, progress) -
     n_cycles = cycles or profile.cycles
     # A fresh demo database on the configured (or embedded) server, so the demo never touches real data.
     url = recreate_database(database_url_for(settings), DEMO_DATABASE)
-    # The flow reads its settings from the environment (as a scheduled deployment does), so the demo's
-    # choices go there for this process only.
-    overrides = {"FRESHREC_DATABASE_URL": url.render_as_string(hide_password=False),
-                 "FRESHREC_MODEL": settings.model, "FRESHREC_TRAIN_MODE": profile.train_mode,
-                 "FRESHREC_MAX_TRAIN_SECONDS": str(profile.max_train_seconds)}
-    os.environ.update(overrides)
-    demo_settings = load_settings()
+    # The demo's choices, in one Settings handed to every flow run (the environment is left alone).
+    demo_settings = settings.model_copy(update={
+        "database_url": SecretStr(url.render_as_string(hide_password=False)), "train_mode": profile.train_mode,
+        "max_train_seconds": profile.max_train_seconds})
     reports_dir = demo_settings.resolved_reports_dir.resolve()
     engine = create_engine(url)
     check_connection(engine)
