@@ -112,9 +112,9 @@ def run_markdown(status: str, cycle_id: int | None, message: str) -> str:
     return f"# {title}\n\n{escape_markdown(message)}\n"
 
 
-# drift: share of drifted columns, '*' when that is dataset drift
+# drift: share of drifted columns, '*' when that is dataset drift; fresh: share of the fresh rows trained on
 TABLE_HEADER = (f"{'cycle':>5} {'rows in':>7} {'quar.':>5} {'AUC champ':>9} {'AUC cand':>8} {'drift':>6} "
-                f"{'published':>9} {'seconds':>7}")
+                f"{'fresh':>5} {'published':>9} {'seconds':>7}")
 
 
 def table_row(s: CycleSummary | dict) -> str:
@@ -128,4 +128,17 @@ def table_row(s: CycleSummary | dict) -> str:
     total = sum((d.get("stage_seconds") or {}).values())
     return (f"{d.get('cycle_id') or '-':>5} {d.get('rows_pulled', 0):>7} {d.get('rows_quarantined', 0):>5} "
             f"{_f(_auc(m, 'champion')):>9} {_f(_auc(m, 'candidate')):>8} {_f(share, '{:.2f}'):>5}{flag} "
-            f"{published:>9} {total:>7.1f}")
+            f"{_f((d.get('train') or {}).get('fresh_coverage'), '{:.2f}'):>5} {published:>9} {total:>7.1f}")
+
+
+def run_totals(summaries: list[dict]) -> str:
+    """One line over a run's cycles: the share of candidates published, of cycles with dataset drift, and the
+    mean share of fresh rows trained on."""
+    trained = [s for s in summaries if s.get("trained")]
+    measured = [s for s in summaries if (s.get("drift") or {}).get("status") == "measured"]
+    coverage = [(s.get("train") or {}).get("fresh_coverage") for s in trained]
+    coverage = [c for c in coverage if c is not None]
+    return (f"candidates published: {sum(bool((s.get('decision') or {}).get('published')) for s in trained)} of "
+            f"{len(trained)}; dataset drift: {sum(bool(s['drift'].get('dataset_drift')) for s in measured)} of "
+            f"{len(measured)} measured cycles; fresh rows trained on: "
+            + (f"{sum(coverage) / len(coverage):.0%} on average" if coverage else "-"))

@@ -16,7 +16,7 @@ from freshrec import migrations
 from freshrec.db import check_connection, create_engine, describe, recreate_database
 from freshrec.generate import StreamSpec, insert_stream
 from freshrec.settings import Settings
-from freshrec.summary import TABLE_HEADER, table_row
+from freshrec.summary import TABLE_HEADER, run_totals, table_row
 from freshrec_cli.cycles import run_cycle
 from freshrec_cli.output import progress
 from tasks.common import database_url_for
@@ -146,6 +146,7 @@ def _run_demo(settings: Settings, cycles: int | None, as_json: bool, progress) -
         print(f"\n{len(summaries)} cycles in {wall:.0f} s; published: "
               + (", ".join(f"v{s['decision']['version']} (cycle {s['cycle_id']})" for s in summaries
                            if (s.get("decision") or {}).get("published")) or "none"))
+        print(run_totals(summaries))
         print("drift reports (open in a browser):\n  " + ("\n  ".join(reports) if reports else "none yet"))
         print("look at what it did: " + ("FRESHREC_EMBEDDED_DATABASE=freshrec_demo" if settings.database_url is None
                                          else f"FRESHREC_DATABASE_URL=<your URL with database {DEMO_DATABASE}>")
