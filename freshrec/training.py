@@ -317,7 +317,8 @@ def run_update(
         from freshrec.rebase import recent_rows
 
         window = recent_rows(engine, consumer, replay_before, cfg.rebase_rows)
-        replay = build_examples(engine, window, cfg.history_len, categories, quarantined_ids) if len(window) else replay
+        if len(window):
+            replay = build_examples(engine, window, cfg.history_len, categories, quarantined_ids)
     elif replay_before is not None and cfg.replay_ratio > 0:
         fresh = len(train_part) + len(waiting)
         older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
