@@ -1,7 +1,7 @@
 """The update flow: pull -> validate/denoise -> [fine-tune -> drift] -> decide/publish -> record the cycle."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Prefect builds the flow's parameter model from these annotations
+# in the process a deployment's run executes in, and a string "Settings" would not resolve there.
 import contextlib
 import time
 from prefect import flow, get_run_logger
