@@ -41,7 +41,7 @@ def test_no_sql_built_with_f_strings():
 
 def query_uses(packages=("freshrec", "tasks", "flows", "freshrec_cli", "bench")) -> tuple[set[str], list[str]]:
     """Names passed to freshrec.sqlfiles.query(): literal query("name") calls, plus the literal arguments of the
-    calls to a function that hands its own parameter to query() (features.count_buckets). Returns the names
+    calls to a function that hands its own parameter to query() (features.relative_activity). Returns the names
     and the query() calls whose name could not be resolved to literals."""
     trees = {path: ast.parse(path.read_text()) for package in packages for path in (ROOT / package).rglob("*.py")}
     used, unresolved, forwarded = set(), [], {}  # forwarded: function name -> (parameter index, parameter name)
