@@ -36,8 +36,8 @@ def run_cycle(settings, engine) -> dict:
     validated = timed("validate", steps.validate, settings, engine, pulled)
     outcome = report = None
     if validated.accepted:
-        champion = timed("train", steps.load_champion, settings, engine)
-        outcome = timed("train", steps.update, settings, engine, pulled, validated, champion)
+        champion = timed("fine_tune", steps.load_champion, settings, engine)
+        outcome = timed("fine_tune", steps.fine_tune, settings, engine, pulled, validated, champion)
         report = timed("drift", steps.drift, settings, outcome, champion)
     decision = steps.decide(settings, validated, outcome, report)
     summary = timed("publish", steps.commit, settings, engine, cycle_id, pulled, validated, outcome, report,
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         print(json.dumps(result))
     else:
-        keys = ["cycle", "rows", "wall_s", "pull_s", "validate_s", "train_s", "drift_s", "publish_s",
+        keys = ["cycle", "rows", "wall_s", "pull_s", "validate_s", "fine_tune_s", "drift_s", "publish_s",
                 "train_examples_per_s", "train_rows", "train_stopped_by"]
         print(" | ".join(keys))
         for r in rows:

@@ -40,14 +40,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from freshrec.drift import measure_drift
+    from freshrec.settings import DriftSettings
 
-    measure_drift(frame(500, False, 0), frame(500, True, 1), drift_share=0.5, sample_cap=args.cap, min_rows=30)
+    measure_drift(frame(500, False, 0), frame(500, True, 1), DriftSettings(drift_share=0.5, drift_sample_cap=args.cap, drift_min_rows=30))
     rows = []
     for n in args.sizes:
         ref, cur = frame(n, False, 1), frame(n, True, 2)
         for cap in sorted({args.cap, n}):
             started = time.perf_counter()
-            report = measure_drift(ref, cur, drift_share=0.5, sample_cap=cap, min_rows=30)
+            report = measure_drift(ref, cur, DriftSettings(drift_share=0.5, drift_sample_cap=cap, drift_min_rows=30))
             rows.append({"rows_per_side": n, "sample_cap": cap, "rows_compared": report.result.current_rows,
                          "seconds": round(time.perf_counter() - started, 2),
                          "drifted": [c for c, v in report.result.columns.items() if v.drifted],

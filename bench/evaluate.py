@@ -87,7 +87,7 @@ class Stream:
         champion = steps.load_champion(settings, self.engine)
         outcome = report = None
         if validated.accepted:  # as the flow: a rejected batch trains nothing and measures no drift
-            outcome = steps.update(settings, self.engine, pulled, validated, champion)
+            outcome = steps.fine_tune(settings, self.engine, pulled, validated, champion)
             report = steps.drift(settings, outcome, champion)
         decision = steps.decide(settings, validated, outcome, report)
         summary = steps.commit(settings, self.engine, cycle_id, pulled, validated, outcome, report, decision)
@@ -109,18 +109,18 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
     """A model trained from the base encoder on a sample of everything so far (the cost reference)."""
     from freshrec.features import build_examples
     from freshrec.model import build_model, load_tokenizer, new_model_config
-    from freshrec.steps import train_config
-    from freshrec.training import train
+    from freshrec.trainer import train
 
-    cfg = train_config(settings)
+    cfg = settings.training
     sample = history.sample(n=min(rows, len(history)), random_state=seed).sort_values("occurred_at")
     examples = build_examples(engine, sample, cfg.history_len, cfg.category_rate)
     config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                               max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=seed,
                               id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)
     model = build_model(config)
-    budget = dict(cfg.__dict__, epochs=1, max_steps=10**6, max_seconds=settings.max_train_seconds * 4)
-    train(model, load_tokenizer(cfg.model), config, examples, type(cfg)(**budget))
+    budget = cfg.model_copy(update={"epochs": 1, "max_train_steps": 10**6,
+                                    "max_train_seconds": cfg.max_train_seconds * 4})
+    train(model, load_tokenizer(cfg.model), config, examples, budget)
     return model, config
 
 

@@ -95,8 +95,9 @@ def run(args) -> list[dict]:
     from freshrec.metrics import evaluate
     from freshrec.model import build_model, id_inputs, load_tokenizer, new_model_config
     from freshrec.gate import PublishPolicy, decide
+    from freshrec.settings import GateSettings
     from freshrec.inference import embed_texts
-    from freshrec.training import param_groups
+    from freshrec.trainer import param_groups
 
     stream = movielens_stream(Path(args.movielens), args.history_len)
     window = stream.iloc[-(args.warmup_rows + args.score_cycles * args.cycle_rows + args.replay_pool):]
@@ -119,7 +120,7 @@ def run(args) -> list[dict]:
              "genre": torch.as_tensor(window[["user_genre_rate", *SIDE_COLUMNS[1:]]].to_numpy(np.float32))}
     labels = torch.as_tensor(window["label"].to_numpy(np.float32))
     drifted = DriftResult(status="measured", dataset_drift=True)
-    policy = PublishPolicy()
+    policy = PublishPolicy.from_settings(GateSettings())
 
     def logits(model, rows):  # the head alone, on the precomputed text embeddings
         ids = model.sweep_ids

@@ -37,7 +37,8 @@ def measure(model: str, threads: int, steps: int, batch: int) -> dict:
     from bench.training import texts
     from freshrec.cpu import usable_cores
     from freshrec.model import build_model, load_tokenizer, new_model_config
-    from freshrec.training import TrainConfig, train
+    from freshrec.settings import TrainingSettings
+    from freshrec.trainer import train
 
     threads = usable_cores() if threads < 0 else threads
     cfg = new_model_config(model, "lora" if model != "tiny" else "full", max_item_tokens=64, max_user_tokens=64,
@@ -49,9 +50,9 @@ def measure(model: str, threads: int, steps: int, batch: int) -> dict:
                          "item_log_n": rng.random(n), "user_category_rate": rng.random(n)})
     tok, net = load_tokenizer(model), build_model(cfg)
     base = dict(model=model, train_mode=cfg.train_mode, device="cpu", batch_size=batch, epochs=1,
-                max_seconds=1e9, cpu_threads=threads)
-    train(net, tok, cfg, data.iloc[:2 * batch], TrainConfig(**base, max_steps=2))  # warm-up
-    stats = train(net, tok, cfg, data.iloc[2 * batch:], TrainConfig(**base, max_steps=steps))
+                max_train_seconds=1e9, cpu_threads=threads)
+    train(net, tok, cfg, data.iloc[:2 * batch], TrainingSettings(**base, max_train_steps=2))  # warm-up
+    stats = train(net, tok, cfg, data.iloc[2 * batch:], TrainingSettings(**base, max_train_steps=steps))
     import torch
 
     return {"examples_per_s": round(stats.examples_per_s, 2), "threads": torch.get_num_threads(),

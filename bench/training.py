@@ -42,7 +42,8 @@ def run_mode(model_name: str, mode: str, batch: int, seq: int, steps: int, devic
     from freshrec.features import SIDE_COLUMNS
     from freshrec.model import build_model, load_tokenizer, new_model_config
     from freshrec.inference import _autocast, pick_device
-    from freshrec.training import TrainConfig, train
+    from freshrec.settings import TrainingSettings
+    from freshrec.trainer import train
 
     device = pick_device(device_name)
     cfg = new_model_config(model_name, mode, max_item_tokens=seq, max_user_tokens=seq, history_len=5, seed=0)
@@ -52,8 +53,8 @@ def run_mode(model_name: str, mode: str, batch: int, seq: int, steps: int, devic
     data = pd.DataFrame({"user_text": texts(n, seq, 1), "item_text": texts(n, seq, 2), "label": rng.integers(0, 2, n),
                          "user_rate": rng.random(n), "item_rate": rng.random(n), "user_log_n": rng.random(n) * 5,
                          "item_log_n": rng.random(n) * 5})
-    train_cfg = TrainConfig(model=model_name, train_mode=mode, device=device_name, batch_size=batch,
-                            gpu_batch_size=batch, max_steps=steps, epochs=1, max_seconds=1e9)
+    train_cfg = TrainingSettings(model=model_name, train_mode=mode, device=device_name, batch_size=batch,
+                                 gpu_batch_size=batch, max_train_steps=steps, epochs=1, max_train_seconds=1e9)
 
     # The bare loop: same model, same optimizer, tensors prepared once, nothing else.
     bare_model = build_model(cfg).to(device).train()
@@ -91,8 +92,8 @@ def run_mode(model_name: str, mode: str, batch: int, seq: int, steps: int, devic
     fr_model = build_model(cfg)
 
     def freshrec(k: int) -> float:
-        stats = train(fr_model, tok, cfg, data.iloc[: k * batch], TrainConfig(**{**train_cfg.__dict__,
-                                                                              "max_steps": k}))
+        stats = train(fr_model, tok, cfg, data.iloc[: k * batch],
+                      train_cfg.model_copy(update={"max_train_steps": k}))
         if device.type == "cuda":
             torch.cuda.synchronize()
         return stats.examples / stats.seconds

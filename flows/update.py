@@ -1,4 +1,4 @@
-"""The update flow: pull -> validate/denoise -> [fine-tune -> drift] -> decide/publish -> record the cycle."""
+"""The update flow: pull -> validate (and denoise) -> [fine-tune -> drift] -> publish -> record the cycle."""
 
 # No `from __future__ import annotations` here: Prefect builds the flow's parameter model from these annotations
 # in the process a deployment's run executes in, and a string "Settings" would not resolve there.
@@ -11,7 +11,7 @@ from tasks.cycle import (begin_cycle, commit_cycle, decide_publication, hold_cyc
 from tasks.common import core_logs_to_run_logs
 from tasks.drift import measure_drift
 from tasks.ingest import pull_new_interactions, validate_and_denoise
-from tasks.training import fine_tune_candidate, load_champion
+from tasks.fine_tune import fine_tune, load_champion
 
 FLOW_NAME = "freshrec-update"
 
@@ -40,9 +40,9 @@ def run_one_cycle(settings: Settings, current: dict | None = None) -> dict:
             validated = validate_and_denoise(settings, pulled)
         outcome = drift = None
         if validated.accepted:
-            with stage("train"):
+            with stage("fine_tune"):
                 champion = load_champion(settings)
-                outcome = fine_tune_candidate(settings, pulled, validated, champion)
+                outcome = fine_tune(settings, pulled, validated, champion)
             with stage("drift"):
                 drift = measure_drift(settings, cycle_id, outcome, champion)
         decision = decide_publication(settings, validated, outcome, drift)

@@ -28,7 +28,8 @@ from freshrec.quality import SUITE_NAME, SUITE_VERSION, ValidatedBatch, quaranti
 from freshrec.gate import Decision
 from freshrec.registry import PublishResult, insert_version_and_maybe_promote, record_decision
 from freshrec.sqlfiles import query
-from freshrec.training import UpdateOutcome
+from freshrec.fine_tune import FineTuneOutcome
+from freshrec.trainset import write_probe_set
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ def _record_batch(conn, *, cycle_id: int, pulled: PulledBatch, validated: Valida
     return batch_id
 
 
-def _move_backlog(conn, consumer: str, cycle_id: int, outcome: UpdateOutcome) -> None:
+def _move_backlog(conn, consumer: str, cycle_id: int, outcome: FineTuneOutcome) -> None:
     """Rows trained on now leave the training backlog; rows held out or below the minimum join it."""
     if outcome.backlog_used:
         conn.execute(query("backlog_take"), {"consumer": consumer, "ids": outcome.backlog_used})
@@ -256,7 +257,7 @@ def commit_cycle(
     summary: CycleSummary,
     pulled: PulledBatch,
     validated: ValidatedBatch,
-    outcome: UpdateOutcome | None,
+    outcome: FineTuneOutcome | None,
     drift: DriftReport | None,
     drift_path: Path | None,
     decision: Decision,
@@ -275,6 +276,8 @@ def commit_cycle(
             _move_backlog(conn, pulled.consumer, summary.cycle_id, outcome)
             if outcome.trained and outcome.metrics.get("rebase"):
                 request_done(conn, pulled.consumer)  # a rebase asked for by hand has been trained
+            if outcome.new_probe is not None:
+                write_probe_set(conn, outcome.new_probe)
         if outcome is not None and outcome.artifact is not None:
             publish = insert_version_and_maybe_promote(
                 conn, artifact=outcome.artifact, decision=decision, champion_before=outcome.champion_version,

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from freshrec.escaping import html_safe_category
+from freshrec.settings import DriftSettings
 
 log = logging.getLogger(__name__)
 
@@ -109,23 +110,17 @@ def _sample(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
     return frame.sample(n=cap, random_state=seed) if len(frame) > cap else frame
 
 
-@dataclass(frozen=True)
-class DriftMethods:
-    """Statistical tests and thresholds; None lets Evidently choose by sample size (up to 1000 rows: K-S for
-    numbers, chi-square or Z-test for categories, drift when p < 0.05; above: normed Wasserstein and
-    Jensen-Shannon distance, drift when the distance > 0.1)."""
-    num_method: str | None = None
-    cat_method: str | None = None
-    num_threshold: float | None = None
-    cat_threshold: float | None = None
-    # Measured and shown, but not counted towards dataset drift: the hour of day moves between any two
-    # windows a few minutes apart, by design of the day, not because the world changed.
-    monitor_only: tuple[str, ...] = ("hour",)
-
-
-def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share: float, sample_cap: int,
-                  min_rows: int, seed: int = 0, methods: DriftMethods = DriftMethods()) -> DriftReport:
-    """Compare current with reference; both are frames of the drift columns."""
+def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, settings: DriftSettings,
+                  seed: int = 0) -> DriftReport:
+    """Compare current with reference; both are frames of the drift columns. The settings' methods and
+    thresholds left unset let Evidently choose by sample size (up to 1000 rows: K-S for numbers, chi-square or
+    Z-test for categories, drift when p < 0.05; above: normed Wasserstein and Jensen-Shannon distance, drift
+    when the distance > 0.1). Monitor-only columns are measured and shown but not counted: the hour of day
+    moves between any two windows a few minutes apart, by design of the day, not because the world changed."""
+    drift_share, sample_cap, min_rows = settings.drift_share, settings.drift_sample_cap, settings.drift_min_rows
+    num_method, cat_method = settings.drift_num_method, settings.drift_cat_method
+    num_threshold, cat_threshold = settings.drift_num_threshold, settings.drift_cat_threshold
+    monitor_only = tuple(settings.drift_monitor_only)
     if reference is None or reference.empty:
         return DriftReport(DriftResult("no_reference", current_rows=len(current),
                                        note="no reference sample yet (no champion): drift not measured"))
@@ -159,13 +154,13 @@ def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share
         warnings.simplefilter("ignore")
         # The preset's headline (share of drifted columns) covers the counted columns only, so the HTML
         # says what the decision used; monitor-only columns get a drift metric and test of their own.
-        counted = [c for c in cols if c not in methods.monitor_only]
-        preset = DataDriftPreset(columns=counted, drift_share=drift_share, num_method=methods.num_method,
-                                 cat_method=methods.cat_method, num_threshold=methods.num_threshold,
-                                 cat_threshold=methods.cat_threshold)
-        extra = [ValueDrift(column=c, method=methods.num_method if c in numerical else methods.cat_method,
-                            threshold=methods.num_threshold if c in numerical else methods.cat_threshold)
-                 for c in cols if c in methods.monitor_only]
+        counted = [c for c in cols if c not in monitor_only]
+        preset = DataDriftPreset(columns=counted, drift_share=drift_share, num_method=num_method,
+                                 cat_method=cat_method, num_threshold=num_threshold,
+                                 cat_threshold=cat_threshold)
+        extra = [ValueDrift(column=c, method=num_method if c in numerical else cat_method,
+                            threshold=num_threshold if c in numerical else cat_threshold)
+                 for c in cols if c in monitor_only]
         snapshot = Report([preset, *extra], include_tests=True).run(
             current_data=cur_ds, reference_data=ref_ds)
     data = snapshot.dict()
@@ -186,7 +181,7 @@ def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share
         result.columns[cfg["column"]] = ColumnDrift(
             method=str(cfg["method"]), score=float(score) if score is not None and np.isfinite(score) else None,
             threshold=float(cfg["threshold"]), drifted=str(test["status"]).upper().endswith("FAIL"),
-            counted=cfg["column"] not in methods.monitor_only)
+            counted=cfg["column"] not in monitor_only)
     counted = [c for c in result.columns.values() if c.counted]
     if counted:
         result.drifted_share = sum(c.drifted for c in counted) / len(counted)
@@ -196,7 +191,7 @@ def measure_drift(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share
     drifted = [c for c, v in result.columns.items() if v.drifted]
     result.note = (f"{len(drifted)} of {len(result.columns)} columns drifted"
                    + (f" ({', '.join(drifted)})" if drifted else "")
-                   + (f"; {', '.join(methods.monitor_only)} shown but not counted" if methods.monitor_only else ""))
+                   + (f"; {', '.join(monitor_only)} shown but not counted" if monitor_only else ""))
     html = snapshot.get_html_str(as_iframe=False)
     log.info("drift: %s, dataset drift %s", result.note, result.dataset_drift)
     return DriftReport(result, html.encode("utf-8"))

@@ -11,11 +11,12 @@ unless drift explains it or the candidate is a rebase (a new lineage). Storage a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from freshrec.drift import DriftResult
+from freshrec.settings import GateSettings
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,18 @@ class MetricThreshold:
     change: float | None = None
 
 
-DEFAULT_THRESHOLDS = (MetricThreshold("auc", True, value=0.55, change=-0.01),
-                      MetricThreshold("logloss", False, value=None, change=-0.02))
-
-
 @dataclass(frozen=True)
 class PublishPolicy:
-    thresholds: tuple[MetricThreshold, ...] = DEFAULT_THRESHOLDS
-    min_eval_rows: int = 30
-    max_probe_change: float = 0.15  # mean |P(candidate) - P(champion)| on the probe set
+    """The gate's rules, read from the settings' gate group (the defaults live there)."""
+    thresholds: tuple[MetricThreshold, ...]
+    min_eval_rows: int
+    max_probe_change: float  # mean |P(candidate) - P(champion)| on the probe set
+
+    @classmethod
+    def from_settings(cls, gate: GateSettings, **changes) -> PublishPolicy:
+        """The policy of these settings; `changes` replace single rules (e.g. thresholds=())."""
+        policy = cls(parse_thresholds(gate.publish_thresholds), gate.min_eval_rows, gate.max_probe_change)
+        return replace(policy, **changes)
 
 
 @dataclass

@@ -52,7 +52,7 @@ def report_link(public_url: str | None, cycle_id: int, path: Path) -> str:
 def export_report(engine: Engine, cycle_id: int, path: Path) -> Path:
     """Write cycle's stored HTML report to path (a folder gets the stable per-cycle name)."""
     from freshrec.drift import report_path
-    from freshrec.settings import folder_problem
+    from freshrec.settings_checks import folder_problem
 
     path = Path(path)
     problem = folder_problem(path if path.is_dir() else path.parent)

@@ -1,40 +1,67 @@
-"""The one settings class. Every value can be set with an environment variable FRESHREC_<NAME>."""
+"""The one settings object: typed groups of values, each value settable as FRESHREC_<NAME>.
+
+`Settings` is read once from the environment (load_settings) and passed explicitly; its groups are the parts
+each stage reads (settings.ingestion, .quality, .training, .drift, .gate, .serving). Every default is written
+here, once: the core's configuration objects are these groups, not copies of them. The environment names stay
+flat (FRESHREC_MAX_TRAIN_SECONDS, not FRESHREC_TRAINING__...), so a group is a view, never a second source.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator, \
-    model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from freshrec import settings_checks as checks
 from freshrec.errors import ConfigError
 
 ENV_PREFIX = "FRESHREC_"
 
 
-class Settings(BaseSettings):
-    """freshrec's configuration. Core functions never read it: tasks and the CLI pass values down."""
+class IngestionSettings(BaseModel):
+    """Pull: which cursor, how much per cycle, when a run starts."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
-
-    # --- where things live -------------------------------------------------------------------
-    database_url: SecretStr | None = Field(
-        None,
-        description="SQLAlchemy URL of the PostgreSQL database, e.g. postgresql+psycopg2://user:pw@host:5432/db. "
-        "Unset: freshrec starts an embedded PostgreSQL with its data under data_dir.",
-    )
-    data_dir: Path = Field(Path("freshrec-data"), description="Local folder for the embedded PostgreSQL and reports.")
-    embedded_database: str = Field("freshrec", pattern=r"^[a-z][a-z0-9_]{0,62}$",
-                                   description="Database used in the embedded PostgreSQL (the demo's is freshrec_demo).")
-    reports_dir: Path | None = Field(None, description="Where drift reports are written (default: <data_dir>/reports).")
     consumer: str = Field("default", min_length=1, description="Name of the ingestion cursor this deployment owns.")
+    schedule_interval_s: int = Field(300, gt=0, description="Seconds between scheduled update cycles.")
+    catch_up_seconds: float = Field(240.0, ge=0, description="How long one run keeps running further cycles "
+                                    "while rows are still waiting (a backlog after an outage).")
+    max_batch_rows: int = Field(50_000, gt=0, description="Most rows one cycle pulls; a backlog takes several cycles.")
+    horizon_stall_s: float = Field(60.0, gt=0, description="Report a stall when committed rows wait this long "
+                                   "behind another session's open transaction.")
+    trigger_rows: int = Field(0, ge=0, description="`freshrec serve` starts a run as soon as this many rows wait "
+                              "past the cursor (besides the interval); 0: the interval alone.")
+    trigger_poll_s: float = Field(5.0, gt=0, description="How often `freshrec serve` counts the waiting rows.")
 
-    # --- model --------------------------------------------------------------------------------
+
+class QualityRules(BaseModel):
+    """Validate and denoise: the rules a row must pass (freshrec.quality; the GX suite is built from them)."""
+
+    event_types: list[str] = Field(["impression", "click", "skip", "like", "purchase", "rating", "view"], min_length=1)
+    max_dwell_ms: int = Field(3_600_000, gt=0)
+    clock_skew_s: int = Field(300, ge=0, description="How far in the future occurred_at may lie.")
+    duplicate_window_s: float = Field(2.0, ge=0, description="Same user, item and event within this window: duplicate.")
+    bot_events_per_minute: int = Field(120, gt=0, description="A user above this rate in a batch is treated as a bot.")
+    batch_reject_share: float = Field(0.5, gt=0, le=1, description="Share of rows breaking any one rule (GX mostly = 1 - this) above which a batch trains nothing.")
+    max_field_chars: int = Field(1000, gt=0, description="Text values (event_type) longer than this are "
+                                 "quarantined as oversized_field; the pull cuts them just above it.")
+    min_occurred_at: datetime = Field(datetime(1990, 1, 1, tzinfo=timezone.utc), description="Earliest "
+                                      "plausible occurred_at (ISO time); earlier rows (zero-epoch 1970, 1900, "
+                                      "-infinity) are quarantined as implausible_timestamp.")
+
+    @field_validator("event_types")
+    @classmethod
+    def _names_are_not_blank(cls, names: list[str]) -> list[str]:
+        return checks.check_names(names)
+
+
+class TrainingSettings(BaseModel):
+    """Fine-tune: the model, its inputs, the training budget, replay and rebase."""
+
     model: str = Field("minilm", description="'minilm' (packaged all-MiniLM-L6-v2), 'tiny' (random, for tests) "
                        "or a path to a Hugging Face model folder.")
     train_mode: Literal["lora", "full"] = "lora"
@@ -43,31 +70,6 @@ class Settings(BaseSettings):
     cpu_threads: int = Field(0, ge=0, description="PyTorch threads on the CPU; 0: every usable core but one "
                              "(PostgreSQL, Prefect and serving share the node). OpenMP's wait policy is "
                              "OMP_WAIT_POLICY, PASSIVE unless set (see freshrec/cpu.py).")
-
-    # --- schedule -----------------------------------------------------------------------------
-    schedule_interval_s: int = Field(300, gt=0, description="Seconds between scheduled update cycles.")
-    catch_up_seconds: float = Field(240.0, ge=0, description="How long one run keeps running further cycles "
-                                    "while rows are still waiting (a backlog after an outage).")
-
-    # --- ingestion and quality ----------------------------------------------------------------
-    max_batch_rows: int = Field(50_000, gt=0, description="Most rows one cycle pulls; a backlog takes several cycles.")
-    horizon_stall_s: float = Field(60.0, gt=0, description="Report a stall when committed rows wait this long "
-                                   "behind another session's open transaction.")
-    event_types: list[str] = Field(["impression", "click", "skip", "like", "purchase", "rating", "view"], min_length=1)
-    max_dwell_ms: int = Field(3_600_000, gt=0)
-    clock_skew_s: int = Field(300, ge=0, description="How far in the future occurred_at may lie.")
-    duplicate_window_s: float = Field(2.0, ge=0, description="Same user, item and event within this window: duplicate.")
-    bot_events_per_minute: int = Field(120, gt=0, description="A user above this rate in a batch is treated as a bot.")
-    batch_reject_share: float = Field(0.5, gt=0, le=1, description="Share of rows breaking any one rule (GX mostly = 1 - this) above which a batch trains nothing.")
-    # --- data quality: poison rows (issue 16) ---------------------------------------------------
-    max_field_chars: int = Field(1000, gt=0, description="Text values (event_type) longer than this are "
-                                 "quarantined as oversized_field; the pull cuts them just above it.")
-    min_occurred_at: datetime = Field(datetime(1990, 1, 1, tzinfo=timezone.utc), description="Earliest "
-                                      "plausible occurred_at (ISO time); earlier rows (zero-epoch 1970, 1900, "
-                                      "-infinity) are quarantined as implausible_timestamp.")
-    # --- end data quality: poison rows ----------------------------------------------------------
-
-    # --- training -----------------------------------------------------------------------------
     min_train_rows: int = Field(32, ge=1)
     holdout_share: float = Field(0.2, gt=0, lt=1)
     holdout: Literal["newest", "newest_per_user", "users"] = Field(
@@ -100,7 +102,15 @@ class Settings(BaseSettings):
     max_item_tokens: int = Field(48, gt=4)
     max_user_tokens: int = Field(96, gt=4)
 
-    # --- drift --------------------------------------------------------------------------------
+    @field_validator("model")
+    @classmethod
+    def _model_folder_is_complete(cls, model: str) -> str:
+        return checks.check_model(model)
+
+
+class DriftSettings(BaseModel):
+    """Measure drift: Evidently's tests, the reference a published model keeps, when a batch counts as drifted."""
+
     drift_share: float = Field(0.4, gt=0, le=1, description="Share of the counted drift columns that must drift "
                                "to flag dataset drift (0.4: 4 of 10; see docs/design.md, drift).")
     drift_sample_cap: int = Field(20_000, gt=0)
@@ -112,11 +122,25 @@ class Settings(BaseSettings):
     drift_cat_method: str | None = Field(None, description="Evidently stat test for categories (e.g. chisquare, "
                                          "jensenshannon, psi); unset: chosen by sample size.")
     drift_num_threshold: float | None = Field(None, gt=0, description="Threshold of the numeric test.")
+    drift_cat_threshold: float | None = Field(None, gt=0, description="Threshold of the category test.")
     drift_monitor_only: list[str] = Field(["hour"], description="Columns shown in the drift report but not "
                                           "counted towards dataset drift (seasonal ones).")
-    drift_cat_threshold: float | None = Field(None, gt=0, description="Threshold of the category test.")
 
-    # --- publish gate -------------------------------------------------------------------------
+    @field_validator("drift_monitor_only")
+    @classmethod
+    def _names_are_not_blank(cls, names: list[str]) -> list[str]:
+        return checks.check_names(names)
+
+    @field_validator("drift_num_method", "drift_cat_method")
+    @classmethod
+    def _drift_method_is_known(cls, method: str | None, info) -> str | None:
+        return checks.check_drift_method(method, "numerical" if info.field_name == "drift_num_method"
+                                         else "categorical")
+
+
+class GateSettings(BaseModel):
+    """Publish: the gate's thresholds and guards, and how many rejected candidates keep their bytes."""
+
     publish_thresholds: list[dict] = Field(
         [{"metric": "auc", "higher_is_better": True, "value": 0.55, "change": -0.01},
          {"metric": "logloss", "higher_is_better": False, "change": -0.02}],
@@ -131,12 +155,18 @@ class Settings(BaseSettings):
     probe_size: int = Field(256, gt=0, description="Pairs in the fixed probe set.")
     keep_rejected_artifacts: int = Field(20, ge=0, description="Rejected candidates that keep their bytes.")
 
-    # --- serving ------------------------------------------------------------------------------
+    @field_validator("publish_thresholds")
+    @classmethod
+    def _thresholds_are_understood(cls, raw: list[dict]) -> list[dict]:
+        return checks.check_thresholds(raw)
+
+
+class ServingSettings(BaseModel):
+    """Serve: the read-only role, the HTTP service, which base models a stored artifact may name."""
+
     serving_role: str | None = Field("freshrec_serving", pattern=r"^[a-z_][a-z0-9_]*$",
                                      description="Read-only role that scoring and the watcher run as; empty: "
                                      "the connecting user's own rights.")
-
-    # --- HTTP service (freshrec api) -------------------------------------------------------------
     api_host: str = Field("127.0.0.1", min_length=1, description="Address `freshrec api` listens on (0.0.0.0: "
                           "every interface).")
     api_port: int = Field(8000, ge=1, le=65535, description="Port `freshrec api` listens on.")
@@ -148,61 +178,61 @@ class Settings(BaseSettings):
                                     "(embedded once per champion version).")
     api_catalogue_refresh_s: float = Field(60.0, ge=0, description="Age after which `freshrec api` re-reads the "
                                            "catalogue (only new items are embedded).")
-    # --- registry trust (issue 17, item 5) -----------------------------------------------------------
     allowed_base_models: list[str] = Field([], description="Base model folders a stored artifact may name, "
                                            "besides minilm, tiny and FRESHREC_MODEL (JSON list). An artifact "
                                            "naming any other is refused when loaded or promoted.")
 
+
+Group = TypeVar("Group", bound=BaseModel)
+
+
+class Settings(BaseSettings, IngestionSettings, QualityRules, TrainingSettings, DriftSettings, GateSettings,
+               ServingSettings):
+    """freshrec's configuration: where things live, plus every group. Core functions take a group (or this)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the PostgreSQL database, e.g. postgresql+psycopg2://user:pw@host:5432/db. "
+        "Unset: freshrec starts an embedded PostgreSQL with its data under data_dir.",
+    )
+    data_dir: Path = Field(Path("freshrec-data"), description="Local folder for the embedded PostgreSQL and reports.")
+    embedded_database: str = Field("freshrec", pattern=r"^[a-z][a-z0-9_]{0,62}$",
+                                   description="Database used in the embedded PostgreSQL (the demo's is freshrec_demo).")
+    reports_dir: Path | None = Field(None, description="Where drift reports are written (default: <data_dir>/reports).")
+
+    def part(self, group: type[Group]) -> Group:
+        """This object's values of one group, as that group (already validated: nothing is checked twice)."""
+        return group.model_construct(**{name: getattr(self, name) for name in group.model_fields})
+
+    @property
+    def ingestion(self) -> IngestionSettings:
+        return self.part(IngestionSettings)
+
+    @property
+    def quality(self) -> QualityRules:
+        return self.part(QualityRules)
+
+    @property
+    def training(self) -> TrainingSettings:
+        return self.part(TrainingSettings)
+
+    @property
+    def drift(self) -> DriftSettings:
+        return self.part(DriftSettings)
+
+    @property
+    def gate(self) -> GateSettings:
+        return self.part(GateSettings)
+
+    @property
+    def serving(self) -> ServingSettings:
+        return self.part(ServingSettings)
+
     @property
     def base_models_allowed(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([self.model, *self.allowed_base_models]))
-
-    # --- update frequency that follows the data (issue 17, item 8) ------------------------------------
-    trigger_rows: int = Field(0, ge=0, description="`freshrec serve` starts a run as soon as this many rows wait "
-                              "past the cursor (besides the interval); 0: the interval alone.")
-    trigger_poll_s: float = Field(5.0, gt=0, description="How often `freshrec serve` counts the waiting rows.")
-
-    # --- checked when loaded (issue 17, item 4): a mistake stops here, before any work ----------------
-    @field_validator("publish_thresholds")
-    @classmethod
-    def _thresholds_are_understood(cls, raw: list[dict]) -> list[dict]:
-        try:
-            _THRESHOLDS.validate_python(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ", ".join(f"entry {p}" if isinstance(p, int) else str(p) for p in first["loc"])
-            raise ValueError(f"{where}: {first['msg']} (metrics: {', '.join(THRESHOLD_METRICS)}; e.g. "
-                             '[{"metric": "auc", "higher_is_better": true, "value": 0.55, "change": -0.01}])'
-                             ) from None
-        return raw
-
-    @field_validator("event_types", "drift_monitor_only")
-    @classmethod
-    def _names_are_not_blank(cls, names: list[str]) -> list[str]:
-        if any(not n.strip() for n in names):
-            raise ValueError('an entry is blank; write a JSON list of names, e.g. ["click", "skip"]')
-        return names
-
-    @field_validator("drift_num_method", "drift_cat_method")
-    @classmethod
-    def _drift_method_is_known(cls, method: str | None, info) -> str | None:
-        if method is None:
-            return None
-        kind = "numerical" if info.field_name == "drift_num_method" else "categorical"
-        known = evidently_stattests(kind)
-        if method not in known:
-            raise ValueError(f"Evidently has no {kind} drift method {method!r}; use one of {', '.join(known)}")
-        return method
-
-    @field_validator("model")
-    @classmethod
-    def _model_folder_is_complete(cls, model: str) -> str:
-        if model in ("minilm", "tiny"):
-            return model
-        missing = model_folder_problem(Path(model).expanduser())
-        if missing:
-            raise ValueError(f"{missing}; use minilm, tiny or a Hugging Face model folder with its tokenizer")
-        return model
 
     @model_validator(mode="after")
     def _folders_are_writable(self) -> Settings:
@@ -211,7 +241,7 @@ class Settings(BaseSettings):
         folders.append(("reports_dir", self.resolved_reports_dir, "FRESHREC_REPORTS_DIR" if self.reports_dir
                         else "FRESHREC_REPORTS_DIR (or FRESHREC_DATA_DIR)"))
         for name, folder, env in folders:
-            problem = folder_problem(folder)
+            problem = checks.folder_problem(folder)
             if problem:
                 raise ValueError(f"{name} {str(folder)!r}: {problem}; point {env} at a folder this user can write")
         return self
@@ -219,61 +249,6 @@ class Settings(BaseSettings):
     @property
     def resolved_reports_dir(self) -> Path:
         return self.reports_dir if self.reports_dir is not None else self.data_dir / "reports"
-
-
-# --- helpers of the checks above (issue 17, item 4) -------------------------------------------------------
-
-THRESHOLD_METRICS = ("auc", "logloss", "ndcg_at_10")
-
-
-class _Threshold(BaseModel):
-    """One entry of FRESHREC_PUBLISH_THRESHOLDS, as freshrec.gate.MetricThreshold reads it."""
-    model_config = ConfigDict(extra="forbid", strict=True)
-    metric: Literal["auc", "logloss", "ndcg_at_10"]
-    higher_is_better: bool = True
-    value: float | None = None
-    change: float | None = None
-
-
-_THRESHOLDS = TypeAdapter(list[_Threshold])
-# Files one of which a Hugging Face tokenizer needs (fast tokenizer, WordPiece, BPE, SentencePiece).
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model")
-
-
-def evidently_stattests(kind: str) -> list[str]:
-    """Names of the drift methods the installed Evidently knows for 'numerical' or 'categorical' columns."""
-    from evidently.legacy.calculations import stattests  # noqa: F401  (registers every built-in test)
-    from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
-    from evidently.legacy.core import ColumnType
-
-    column_type = ColumnType.Numerical if kind == "numerical" else ColumnType.Categorical
-    return sorted(name for name, by_type in _registered_stat_tests.items() if column_type in by_type)
-
-
-def model_folder_problem(folder: Path) -> str | None:
-    """Why a model folder cannot be loaded with its tokenizer (checked from its files, nothing is loaded)."""
-    if not folder.is_dir():
-        return f"{str(folder)!r} is not a folder"
-    if not (folder / "config.json").is_file():
-        return f"{str(folder)!r} has no config.json"
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        return f"{str(folder)!r} has no tokenizer ({' / '.join(TOKENIZER_FILES)})"
-    return None
-
-
-def folder_problem(folder: Path) -> str | None:
-    """Why freshrec could not create or write the folder (nothing is created here)."""
-    path = folder.expanduser().absolute()
-    while not path.exists():
-        if path.parent == path:
-            return "no part of it exists"
-        path = path.parent
-    if not path.is_dir():
-        return f"{str(path)!r} is a file, not a folder"
-    if not os.access(path, os.W_OK | os.X_OK):
-        return f"{str(path)!r} is not writable"
-    return None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -9,7 +9,7 @@ retries and the GPU slot around them).
     pulled = pull(settings, engine)                      # nothing consumed yet (none: record_empty)
     validated = validate(settings, engine, pulled)
     champion = load_champion(settings, engine)
-    outcome = update(settings, engine, pulled, validated, champion)
+    outcome = fine_tune(settings, engine, pulled, validated, champion)
     report = drift(settings, outcome, champion)
     decision = decide(settings, validated, outcome, report)
     summary = commit(settings, engine, cycle_id, pulled, validated, outcome, report, decision)  # consumed here
@@ -23,52 +23,19 @@ from typing import Callable
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from freshrec import cycles, gate, ingest, quality, registry, training
+from freshrec import cycles, gate, ingest, quality, registry
+from freshrec import fine_tune as fine_tune_core
 from freshrec import drift as drift_core
 from freshrec import rebase as rebase_core
 from freshrec.cycles import CycleSummary
-from freshrec.drift import DriftMethods, DriftReport
+from freshrec.drift import DriftReport
 from freshrec.ingest import PulledBatch
-from freshrec.quality import QualityRules, ValidatedBatch
-from freshrec.gate import Decision, PublishPolicy
+from freshrec.quality import ValidatedBatch
+from freshrec.gate import Decision
 from freshrec.settings import Settings
 from freshrec.summary import build_summary
 from freshrec.model import ChampionModel
-from freshrec.training import TrainConfig, UpdateOutcome
-
-
-# --- settings -> the core's configuration objects -----------------------------------------------------------
-def quality_rules(settings: Settings) -> QualityRules:
-    return QualityRules(
-        event_types=tuple(settings.event_types), max_dwell_ms=settings.max_dwell_ms,
-        clock_skew_s=settings.clock_skew_s, duplicate_window_s=settings.duplicate_window_s,
-        bot_events_per_minute=settings.bot_events_per_minute, batch_reject_share=settings.batch_reject_share,
-        max_field_chars=settings.max_field_chars, min_occurred_at=settings.min_occurred_at)
-
-
-def train_config(settings: Settings) -> TrainConfig:
-    return TrainConfig(
-        model=settings.model, train_mode=settings.train_mode, device=settings.device, seed=settings.seed,
-        learning_rate=settings.learning_rate, batch_size=settings.batch_size, gpu_batch_size=settings.gpu_batch_size,
-        grad_accum_steps=settings.grad_accum_steps, max_backlog_rows=settings.max_backlog_rows,
-        max_steps=settings.max_train_steps, max_seconds=settings.max_train_seconds, epochs=settings.epochs,
-        holdout_share=settings.holdout_share, holdout=settings.holdout, min_train_rows=settings.min_train_rows,
-        min_eval_rows=settings.min_eval_rows, replay_ratio=settings.replay_ratio, probe_size=settings.probe_size,
-        history_len=settings.history_len, max_item_tokens=settings.max_item_tokens,
-        max_user_tokens=settings.max_user_tokens, id_buckets=settings.id_buckets,
-        category_rate=settings.category_rate, cpu_threads=settings.cpu_threads,
-        drift_reference_rows=settings.drift_reference_rows, gate_confidence=settings.gate_confidence,
-        rebase_rows=settings.rebase_rows, rebase_train_seconds=settings.rebase_train_seconds)
-
-
-def publish_policy(settings: Settings) -> PublishPolicy:
-    return PublishPolicy(thresholds=gate.parse_thresholds(settings.publish_thresholds),
-                         min_eval_rows=settings.min_eval_rows, max_probe_change=settings.max_probe_change)
-
-
-def drift_methods(settings: Settings) -> DriftMethods:
-    return DriftMethods(settings.drift_num_method, settings.drift_cat_method, settings.drift_num_threshold,
-                        settings.drift_cat_threshold, tuple(settings.drift_monitor_only))
+from freshrec.fine_tune import FineTuneOutcome
 
 
 # --- the stages ---------------------------------------------------------------------------------------------
@@ -92,20 +59,19 @@ def record_empty(settings: Settings, engine: Engine, cycle_id: int, pulled: Pull
 
 
 def validate(settings: Settings, engine: Engine, pulled: PulledBatch) -> ValidatedBatch:
-    return quality.check_batch(engine, pulled, quality_rules(settings))
+    return quality.check_batch(engine, pulled, settings.quality)
 
 
 def load_champion(settings: Settings, engine: Engine) -> ChampionModel | None:
-    return registry.load_champion(engine)
+    return registry.load_champion(engine, allowed_base_models=settings.base_models_allowed)
 
 
-def update(settings: Settings, engine: Engine, pulled: PulledBatch, validated: ValidatedBatch,
-           champion: ChampionModel | None, progress: Callable[[str], None] | None = None) -> UpdateOutcome:
+def fine_tune(settings: Settings, engine: Engine, pulled: PulledBatch, validated: ValidatedBatch,
+              champion: ChampionModel | None, progress: Callable[[str], None] | None = None) -> FineTuneOutcome:
     """Score the clean rows with the champion, fine-tune a candidate, evaluate both on the held-out rows."""
     rebase = rebase_core.rebase_reason(engine, settings.consumer, settings.rebase_every) if champion else None
-    return training.run_update(engine, validated.clean, champion, train_config(settings),
-                               consumer=settings.consumer, replay_before=pulled.from_cursor, progress=progress,
-                               rebase=rebase, quarantined_ids=quarantined_ids(validated))
+    return fine_tune_core.fine_tune(engine, validated.clean, champion, settings, replay_before=pulled.from_cursor,
+                                    progress=progress, rebase=rebase, quarantined_ids=quarantined_ids(validated))
 
 
 def quarantined_ids(validated: ValidatedBatch) -> list[int]:
@@ -114,26 +80,24 @@ def quarantined_ids(validated: ValidatedBatch) -> list[int]:
     return sorted(set(ids.astype("int64").tolist()))
 
 
-def drift(settings: Settings, outcome: UpdateOutcome, champion: ChampionModel | None) -> DriftReport:
+def drift(settings: Settings, outcome: FineTuneOutcome, champion: ChampionModel | None) -> DriftReport:
     """The batch as the champion scored it, against the champion's stored reference sample."""
     reference = pd.DataFrame(champion.reference_sample) if champion and champion.reference_sample else None
     return drift_core.measure_drift(reference, drift_core.drift_frame(outcome.examples, "champion_score"),
-                                    drift_share=settings.drift_share, sample_cap=settings.drift_sample_cap,
-                                    min_rows=settings.drift_min_rows, seed=settings.seed,
-                                    methods=drift_methods(settings))
+                                    settings.drift, seed=settings.seed)
 
 
-def decide(settings: Settings, validated: ValidatedBatch, outcome: UpdateOutcome | None,
+def decide(settings: Settings, validated: ValidatedBatch, outcome: FineTuneOutcome | None,
            report: DriftReport | None) -> Decision:
     return gate.decide(
         batch_accepted=validated.accepted, reject_reason=validated.reject_reason,
         trained=bool(outcome and outcome.trained), skip_reason=outcome.skip_reason if outcome else None,
         metrics=outcome.metrics if outcome else {}, has_champion=bool(outcome and outcome.champion_version),
-        drift=report.result if report else None, policy=publish_policy(settings))
+        drift=report.result if report else None, policy=gate.PublishPolicy.from_settings(settings.gate))
 
 
 def commit(settings: Settings, engine: Engine, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch,
-           outcome: UpdateOutcome | None, report: DriftReport | None, decision: Decision,
+           outcome: FineTuneOutcome | None, report: DriftReport | None, decision: Decision,
            stage_seconds: dict[str, float] | None = None, drift_path: Path | None = None) -> CycleSummary:
     """In one transaction: the batch, its quarantine, the candidate (published or not) with its drift reference
     sample, the decision, and the cursor."""

@@ -12,7 +12,7 @@ from freshrec.escaping import markdown_text as md
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
 from freshrec.gate import Decision
-from freshrec.training import UpdateOutcome
+from freshrec.fine_tune import FineTuneOutcome
 
 
 def _auc(metrics: dict, who: str) -> float | None:
@@ -20,7 +20,7 @@ def _auc(metrics: dict, who: str) -> float | None:
 
 
 def build_summary(*, cycle_id: int, consumer: str, pulled: PulledBatch, validated: ValidatedBatch | None,
-                  outcome: UpdateOutcome | None, drift: DriftReport | None, decision: Decision | None,
+                  outcome: FineTuneOutcome | None, drift: DriftReport | None, decision: Decision | None,
                   stage_seconds: dict[str, float], drift_path: Path | None = None) -> CycleSummary:
     lag = {"rows_behind": pulled.lag.rows_behind, "seconds_behind": round(pulled.lag.seconds_behind, 1),
            "horizon_stall": asdict(pulled.lag.stall) if pulled.lag.stall else None}

@@ -4,7 +4,7 @@ sample of older clean rows, and the fixed probe set of the stability guard."""
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from freshrec.ingest import Cursor
 from freshrec.sqlfiles import query
@@ -38,25 +38,31 @@ def training_backlog(engine: Engine, consumer: str, max_rows: int) -> pd.DataFra
                                  dtype_backend="numpy_nullable")
 
 
-def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
-    """The fixed probe set of the stability guard; made once, from the first batch that has rows."""
+def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int
+                ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The fixed probe set of the stability guard, and the rows of a new one when none is stored yet (drawn
+    from this batch; the cycle's commit stores them with write_probe_set, so a failed cycle leaves none)."""
     from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS
 
+    columns = ["user_text", "item_text", *SIDE_COLUMNS, "item_id", "history_item_ids", CATEGORY_RATE]
     with engine.connect() as conn:
-        probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(),
-                             columns=["user_text", "item_text", *SIDE_COLUMNS, "item_id", "history_item_ids",
-                                      CATEGORY_RATE])
+        probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(), columns=columns)
     # older probe sets have no ids: the padding row, so those pairs score without the id term
     probe["item_id"] = probe["item_id"].fillna(-1).astype("int64")
     if probe.empty and len(examples):
-        sample = examples.sample(n=min(size, len(examples)), random_state=seed)
-        with engine.begin() as conn:
-            conn.execute(query("probe_set_create"), {
-                "user_texts": sample["user_text"].tolist(), "item_texts": sample["item_text"].tolist(),
-                "user_rates": sample["user_rate"].tolist(), "item_rates": sample["item_rate"].tolist(),
-                "user_log_ns": sample["user_log_n"].tolist(), "item_log_ns": sample["item_log_n"].tolist(),
-                "item_ids": sample["item_id"].astype("int64").tolist(),
-                "histories": [",".join(str(int(i)) for i in h) for h in sample["history_item_ids"]],
-                "user_category_rates": sample[CATEGORY_RATE].tolist()})
-        return probe_pairs(engine, examples.iloc[0:0], size, seed)
-    return probe
+        new = examples.sample(n=min(size, len(examples)), random_state=seed)[columns].reset_index(drop=True)
+        return new, new
+    return probe, None
+
+
+def write_probe_set(conn: Connection, probe: pd.DataFrame) -> None:
+    """Store a new probe set (inside the cycle's transaction); a stored one is never replaced."""
+    from freshrec.features import CATEGORY_RATE
+
+    conn.execute(query("probe_set_create"), {
+        "user_texts": probe["user_text"].tolist(), "item_texts": probe["item_text"].tolist(),
+        "user_rates": probe["user_rate"].tolist(), "item_rates": probe["item_rate"].tolist(),
+        "user_log_ns": probe["user_log_n"].tolist(), "item_log_ns": probe["item_log_n"].tolist(),
+        "item_ids": probe["item_id"].astype("int64").tolist(),
+        "histories": [",".join(str(int(i)) for i in h) for h in probe["history_item_ids"]],
+        "user_category_rates": probe[CATEGORY_RATE].tolist()})

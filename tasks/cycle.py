@@ -16,7 +16,7 @@ from freshrec.quality import ValidatedBatch
 from freshrec.gate import Decision
 from freshrec.settings import Settings
 from freshrec.summary import build_summary, run_markdown, summary_markdown
-from freshrec.training import UpdateOutcome
+from freshrec.fine_tune import FineTuneOutcome
 from tasks.common import DB_RETRIES, engine_for
 from tasks.drift import DriftOutcome, emit_drift_artifacts
 
@@ -76,7 +76,7 @@ def report_failed_run(cycle_id: int | None, error: str) -> None:
 
 
 @task(name="decide-publication", cache_policy=NO_CACHE, timeout_seconds=60)
-def decide_publication(settings: Settings, validated: ValidatedBatch, outcome: UpdateOutcome | None,
+def decide_publication(settings: Settings, validated: ValidatedBatch, outcome: FineTuneOutcome | None,
                        drift: DriftOutcome | None) -> Decision:
     decision = steps.decide(settings, validated, outcome, drift.report if drift else None)
     get_run_logger().info("decision: %s (%s)", "publish" if decision.publish else "keep champion",
@@ -86,7 +86,7 @@ def decide_publication(settings: Settings, validated: ValidatedBatch, outcome: U
 
 @task(name="commit-cycle", cache_policy=NO_CACHE, timeout_seconds=600, **DB_RETRIES)
 def commit_cycle(settings: Settings, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch,
-                 outcome: UpdateOutcome | None, drift: DriftOutcome | None, decision: Decision,
+                 outcome: FineTuneOutcome | None, drift: DriftOutcome | None, decision: Decision,
                  stage_seconds: dict[str, float]) -> CycleSummary:
     summary = steps.commit(settings, engine_for(settings), cycle_id, pulled, validated, outcome,
                            drift.report if drift else None, decision, stage_seconds,

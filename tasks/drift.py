@@ -15,7 +15,7 @@ from freshrec.drift import DriftReport
 from freshrec.reports import report_link
 from freshrec.settings import Settings
 from freshrec.model import ChampionModel
-from freshrec.training import UpdateOutcome
+from freshrec.fine_tune import FineTuneOutcome
 
 
 @dataclass
@@ -25,7 +25,7 @@ class DriftOutcome:
 
 
 @task(name="measure-drift", cache_policy=NO_CACHE, timeout_seconds=900)
-def measure_drift(settings: Settings, cycle_id: int, outcome: UpdateOutcome,
+def measure_drift(settings: Settings, cycle_id: int, outcome: FineTuneOutcome,
                   champion: ChampionModel | None) -> DriftOutcome:
     report = steps.drift(settings, outcome, champion)
     path = drift.write_report(report, settings.resolved_reports_dir, cycle_id)

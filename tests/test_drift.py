@@ -4,6 +4,11 @@ import numpy as np
 import pandas as pd
 
 from freshrec.drift import COLUMNS, measure_drift, reference_records, write_report
+from freshrec.settings import DriftSettings
+
+
+def cfg(share: float, cap: int, **methods) -> DriftSettings:
+    return DriftSettings(drift_share=share, drift_sample_cap=cap, drift_min_rows=30, **methods)
 
 
 def sample(n: int, shifted: bool, seed: int) -> pd.DataFrame:
@@ -26,16 +31,14 @@ def sample(n: int, shifted: bool, seed: int) -> pd.DataFrame:
 
 
 def test_same_distribution_shows_no_dataset_drift():
-    report = measure_drift(sample(2000, False, 1), sample(2000, False, 2), drift_share=0.5, sample_cap=20_000,
-                           min_rows=30)
+    report = measure_drift(sample(2000, False, 1), sample(2000, False, 2), cfg(0.5, 20_000))
     r = report.result
     assert r.status == "measured" and not r.dataset_drift and not r.prediction_drift
     assert set(r.columns) == set(COLUMNS)
 
 
 def test_shifted_interests_drift_in_the_expected_columns(tmp_path):
-    report = measure_drift(sample(2000, False, 1), sample(2000, True, 2), drift_share=0.3, sample_cap=20_000,
-                           min_rows=30)
+    report = measure_drift(sample(2000, False, 1), sample(2000, True, 2), cfg(0.3, 20_000))
     r = report.result
     assert r.dataset_drift and r.prediction_drift and r.label_drift
     assert r.columns["category"].drifted and not r.columns["hour"].drifted
@@ -49,24 +52,21 @@ def test_shifted_interests_drift_in_the_expected_columns(tmp_path):
 
 
 def test_sampling_caps_rows():
-    report = measure_drift(sample(3000, False, 1), sample(5000, False, 2), drift_share=0.5, sample_cap=500,
-                           min_rows=30)
+    report = measure_drift(sample(3000, False, 1), sample(5000, False, 2), cfg(0.5, 500))
     assert (report.result.reference_rows, report.result.current_rows) == (500, 500)
 
 
 def test_too_small_or_no_reference_is_not_drift():
-    small = measure_drift(sample(10, False, 1), sample(2000, True, 2), drift_share=0.5, sample_cap=100, min_rows=30)
+    small = measure_drift(sample(10, False, 1), sample(2000, True, 2), cfg(0.5, 100))
     assert small.result.status == "too_small" and not small.result.dataset_drift and small.html is None
-    none = measure_drift(None, sample(200, True, 2), drift_share=0.5, sample_cap=100, min_rows=30)
+    none = measure_drift(None, sample(200, True, 2), cfg(0.5, 100))
     assert none.result.status == "no_reference" and not none.result.dataset_drift
 
 
 def test_methods_and_thresholds_are_configurable():
-    from freshrec.drift import DriftMethods
-
-    report = measure_drift(sample(3000, False, 1), sample(3000, False, 2), drift_share=0.5, sample_cap=20_000,
-                           min_rows=30, methods=DriftMethods(num_method="psi", cat_method="psi",
-                                                             num_threshold=0.3, cat_threshold=0.3))
+    report = measure_drift(sample(3000, False, 1), sample(3000, False, 2),
+                           cfg(0.5, 20_000, drift_num_method="psi", drift_cat_method="psi", drift_num_threshold=0.3,
+                               drift_cat_threshold=0.3))
     cols = report.result.columns
     assert cols["hour"].method.lower().startswith("psi") and cols["hour"].threshold == 0.3
     assert cols["category"].method.lower().startswith("psi")
@@ -74,7 +74,7 @@ def test_methods_and_thresholds_are_configurable():
 
 def test_old_references_without_new_columns_still_compare():
     old = sample(500, False, 1).drop(columns=["item_popularity", "user_activity"])
-    report = measure_drift(old, sample(500, False, 2), drift_share=0.5, sample_cap=1000, min_rows=30)
+    report = measure_drift(old, sample(500, False, 2), cfg(0.5, 1000))
     assert report.result.status == "measured" and "user_activity" not in report.result.columns
 
 
@@ -102,12 +102,10 @@ def test_generator_drift_point_moves_category_and_prediction(engine):
     examples["score"] = interests[examples.user_id - 1, catalogue.category_index[examples.item_id - 1]]
     before, before2, after = examples.iloc[1000:2000], examples.iloc[2000:3000], examples.iloc[4000:5000]
 
-    moved = measure_drift(drift_frame(before2, "score"), drift_frame(after, "score"), drift_share=0.5,
-                          sample_cap=20_000, min_rows=30).result
+    moved = measure_drift(drift_frame(before2, "score"), drift_frame(after, "score"), cfg(0.5, 20_000)).result
     assert moved.prediction_drift and moved.columns["category"].drifted
     assert not moved.columns["hour"].counted
-    still = measure_drift(drift_frame(before, "score"), drift_frame(before2, "score"), drift_share=0.5,
-                          sample_cap=20_000, min_rows=30).result
+    still = measure_drift(drift_frame(before, "score"), drift_frame(before2, "score"), cfg(0.5, 20_000)).result
     assert not still.prediction_drift and not still.dataset_drift
 
 
@@ -148,13 +146,13 @@ def test_category_from_the_data_runs_no_script_in_the_report():
     reference, current = sample(400, False, 1), sample(400, True, 2)
     current.loc[current.index[:50], "category"] = PAYLOAD
     current.loc[current.index[50:60], "event_type"] = PAYLOAD
-    report = measure_drift(reference, current, drift_share=0.5, sample_cap=20_000, min_rows=30)
+    report = measure_drift(reference, current, cfg(0.5, 20_000))
     html_text = report.html.decode("utf-8")
     scripts = _Scripts(html_text).scripts
     assert scripts, "the report keeps its own scripts"
     # Without escaping the parser would close the report's script at the payload and open a new script
     # element whose code is the payload's: the payload may only appear as escaped text inside a JSON string.
-    plain = measure_drift(reference, sample(400, True, 2), drift_share=0.5, sample_cap=20_000, min_rows=30)
+    plain = measure_drift(reference, sample(400, True, 2), cfg(0.5, 20_000))
     assert len(scripts) == len(_Scripts(plain.html.decode("utf-8")).scripts)
     assert not any(s.strip().startswith("window.pwned") for s in scripts)
     assert all("window.pwned=1&lt;" in s for s in scripts if "window.pwned" in s)

@@ -33,7 +33,7 @@ def test_cycles_go_through_every_stage(prefect_harness, env, engine, tmp_path):
     assert first["trained"] and first["metrics"]["candidate"]["n"] > 0
     assert first["drift"]["status"] == "no_reference"
     assert first["decision"]["published"] and first["decision"]["version"] == 1
-    assert set(first["stage_seconds"]) == {"pull", "validate", "train", "drift", "publish"}
+    assert set(first["stage_seconds"]) == {"pull", "validate", "fine_tune", "drift", "publish"}
 
     second = run()
     assert second["rows_pulled"] == 400 and second["decision"]["champion_before"] == 1

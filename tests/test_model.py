@@ -12,7 +12,8 @@ from freshrec.metrics import binary_metrics
 from freshrec.model import (build_model, id_inputs, load_artifact, load_tokenizer, new_model_config,
                             read_artifact_config, save_artifact)
 from freshrec.inference import predict
-from freshrec.training import TrainConfig, train
+from freshrec.settings import TrainingSettings
+from freshrec.trainer import train
 
 TOPICS = {"football": "sports", "guitar": "music", "recipe": "cooking", "laptop": "technology"}
 
@@ -42,7 +43,7 @@ def test_artifact_round_trip_gives_identical_predictions(mode):
     model = build_model(cfg)
     tok = load_tokenizer("tiny")
     data = examples(40, 0)
-    train(model, tok, cfg, data, TrainConfig(model="tiny", train_mode=mode, max_steps=3))
+    train(model, tok, cfg, data, TrainingSettings(model="tiny", train_mode=mode, max_train_steps=3))
     artifact = save_artifact(model, cfg)
     assert artifact.sha256 == hashlib.sha256(artifact.data).hexdigest()
     assert artifact.data[:8] != b"\x80\x04\x95"  # safetensors, not a pickle
@@ -73,8 +74,8 @@ def test_fine_tune_lowers_held_out_log_loss():
     tok = load_tokenizer("tiny")
     train_set, held_out = examples(800, 1), examples(300, 2)
     before = binary_metrics(held_out["label"], predict(model, tok, cfg, held_out))
-    stats = train(model, tok, cfg, train_set, TrainConfig(model="tiny", train_mode="full", learning_rate=3e-3,
-                                                         max_steps=150, epochs=6))
+    stats = train(model, tok, cfg, train_set, TrainingSettings(model="tiny", train_mode="full", learning_rate=3e-3,
+                                                         max_train_steps=150, epochs=6))
     after = binary_metrics(held_out["label"], predict(model, tok, cfg, held_out))
     assert stats.steps == 150
     assert after["logloss"] < before["logloss"] - 0.05
@@ -104,7 +105,7 @@ def test_item_id_term_learns_what_the_text_cannot(id_buckets):
     model = build_model(cfg)
     tok = load_tokenizer("tiny")
     train(model, tok, cfg, same_text_examples(800, 1),
-          TrainConfig(model="tiny", learning_rate=3e-3, max_steps=100, epochs=4))
+          TrainingSettings(model="tiny", learning_rate=3e-3, max_train_steps=100, epochs=4))
     held_out = same_text_examples(300, 2)
     auc = binary_metrics(held_out["label"], predict(model, tok, cfg, held_out))["auc"]
     if id_buckets:

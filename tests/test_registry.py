@@ -12,9 +12,11 @@ from freshrec.errors import ModelError
 from freshrec.metrics import evaluate, paired_gains
 from freshrec.model import build_model, load_tokenizer, save_artifact
 from freshrec.gate import Decision, MetricThreshold, PublishPolicy, decide
+from freshrec.settings import GateSettings
 from freshrec.serving import ChampionWatcher, load_scorer, rank_items, serving_engine
 from freshrec.inference import predict
-from freshrec.training import TrainConfig, train
+from freshrec.settings import TrainingSettings
+from freshrec.trainer import train
 
 from conftest import count
 from test_model import config, examples
@@ -108,13 +110,13 @@ def test_flipped_label_candidate_is_never_published():
     cfg = config("full")
     tok = load_tokenizer("tiny")
     champ = build_model(cfg)
-    train(champ, tok, cfg, examples(800, 1), TrainConfig(model="tiny", train_mode="full", learning_rate=3e-3,
-                                                         max_steps=150, epochs=6))
+    train(champ, tok, cfg, examples(800, 1), TrainingSettings(model="tiny", train_mode="full", learning_rate=3e-3,
+                                                         max_train_steps=150, epochs=6))
     cand = build_model(cfg)
     cand.load_state_dict(champ.state_dict())
     flipped = examples(800, 3).assign(label=lambda d: 1 - d["label"])
-    train(cand, tok, cfg, flipped, TrainConfig(model="tiny", train_mode="full", learning_rate=3e-3,
-                                               max_steps=150, epochs=6))
+    train(cand, tok, cfg, flipped, TrainingSettings(model="tiny", train_mode="full", learning_rate=3e-3,
+                                               max_train_steps=150, epochs=6))
     held = examples(300, 2)
     users = np.arange(len(held)) % 20
     cand_scores, champ_scores = predict(cand, tok, cfg, held), predict(champ, tok, cfg, held)
@@ -122,7 +124,7 @@ def test_flipped_label_candidate_is_never_published():
                "champion": evaluate(users, held["label"], champ_scores),
                "gain": paired_gains(users, held["label"], cand_scores, champ_scores)}
     d = decide(batch_accepted=True, reject_reason=None, trained=True, skip_reason=None, metrics=metrics,
-               has_champion=True, drift=None, policy=PublishPolicy())
+               has_champion=True, drift=None, policy=PublishPolicy.from_settings(GateSettings()))
     assert metrics["champion"]["auc"] > 0.75, metrics  # the setup: a champion that learned the pattern
     assert not d.publish
     failed = {r.rule for r in d.rules if not r.passed}
@@ -142,7 +144,7 @@ def _judge(user_ids, labels, candidate, champion, drifted: bool):
 
     metrics = {"candidate": evaluate(user_ids, labels, candidate), "champion": evaluate(user_ids, labels, champion),
                "gain": paired_gains(user_ids, labels, candidate, champion, confidence=0.9)}
-    policy = PublishPolicy(thresholds=(MetricThreshold("auc", True, None, -0.01),))
+    policy = PublishPolicy.from_settings(GateSettings(), thresholds=(MetricThreshold("auc", True, None, -0.01),))
     return decide(batch_accepted=True, reject_reason=None, trained=True, skip_reason=None, metrics=metrics,
                   has_champion=True, drift=DriftResult("measured", dataset_drift=drifted), policy=policy), metrics
 
@@ -184,7 +186,7 @@ def test_few_users_resample_rows():
 def test_no_thresholds_means_nothing_publishes():
     metrics = {"candidate": {"n": 500, "positives": 250, "auc": 0.99, "logloss": 0.1, "significant": True}}
     d = decide(batch_accepted=True, reject_reason=None, trained=True, skip_reason=None, metrics=metrics,
-               has_champion=False, drift=None, policy=PublishPolicy(thresholds=()))
+               has_champion=False, drift=None, policy=PublishPolicy.from_settings(GateSettings(), thresholds=()))
     assert not d.publish and "no publish thresholds configured" in d.reasons[0]
 
 
@@ -194,7 +196,7 @@ def test_drift_raises_the_bar_and_explains_instability():
     metrics = {"candidate": {"n": 500, "positives": 250, "auc": 0.700, "logloss": 0.60, "significant": True},
                "champion": {"n": 500, "positives": 250, "auc": 0.705, "logloss": 0.61, "significant": True},
                "probe": {"n": 100, "mean_abs_change": 0.3, "max_abs_change": 0.5}}
-    policy = PublishPolicy(thresholds=(MetricThreshold("auc", True, 0.55, -0.01),))
+    policy = PublishPolicy.from_settings(GateSettings(), thresholds=(MetricThreshold("auc", True, 0.55, -0.01),))
     calm = decide(batch_accepted=True, reject_reason=None, trained=True, skip_reason=None, metrics=metrics,
                   has_champion=True, drift=DriftResult("measured"), policy=policy)
     assert {r.rule: r.passed for r in calm.rules} == {"min_eval_rows": True, "auc_value": True, "auc_change": True,

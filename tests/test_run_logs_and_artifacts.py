@@ -46,7 +46,7 @@ def test_core_info_lines_reach_the_run_logs(prefect_harness, env, engine):
     logs = run_logs(state.state_details.flow_run_id)
     core = [entry for entry in logs if entry.name.startswith("freshrec")]
     names = {entry.name for entry in core}
-    assert {"freshrec.training", "freshrec.registry"} <= names, names
+    assert {"freshrec.fine_tune", "freshrec.registry"} <= names, names
     messages = " | ".join(entry.message for entry in core)
     assert "trained " in messages and "published version 1" in messages
     assert all(entry.level >= 20 for entry in core)  # INFO and above, as PREFECT_LOGGING_LEVEL says

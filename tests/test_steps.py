@@ -1,11 +1,11 @@
 """freshrec.steps: the stage functions the flow's tasks and the evaluation share."""
 
-import dataclasses
-
 import pytest
 
 from freshrec import steps
-from freshrec.settings import Settings
+from freshrec.gate import PublishPolicy
+from freshrec.settings import (DriftSettings, GateSettings, IngestionSettings, QualityRules, ServingSettings, Settings,
+                               TrainingSettings)
 
 
 def _unusual_settings() -> Settings:
@@ -21,18 +21,32 @@ def _unusual_settings() -> Settings:
 
 
 @pytest.mark.unit
-def test_stage_configs_carry_every_setting_as_the_tasks_mapped_them():
+def test_each_stage_reads_its_group_of_the_one_settings_object():
     settings = _unusual_settings()
-    cfg = dataclasses.asdict(steps.train_config(settings))
-    assert (cfg["seed"], cfg["holdout"], cfg["id_buckets"], cfg["category_rate"], cfg["cpu_threads"]) == (
-        7, "users", 64, False, 3)
-    assert (cfg["max_steps"], cfg["max_seconds"], cfg["replay_ratio"], cfg["min_eval_rows"]) == (11, 3.5, 0.5, 7)
-    rules = steps.quality_rules(settings)
-    assert (rules.event_types, rules.bot_events_per_minute, rules.batch_reject_share) == (("click", "skip"), 17, 0.25)
-    policy = steps.publish_policy(settings)
+    cfg = settings.training
+    assert (cfg.seed, cfg.holdout, cfg.id_buckets, cfg.category_rate, cfg.cpu_threads) == (7, "users", 64, False, 3)
+    assert (cfg.max_train_steps, cfg.max_train_seconds, cfg.replay_ratio) == (11, 3.5, 0.5)
+    rules = settings.quality
+    assert (rules.event_types, rules.bot_events_per_minute, rules.batch_reject_share) == (["click", "skip"], 17, 0.25)
+    policy = PublishPolicy.from_settings(settings.gate)
     assert (policy.min_eval_rows, policy.max_probe_change, policy.thresholds[0].value) == (7, 0.3, 0.6)
-    methods = steps.drift_methods(settings)
-    assert (methods.num_method, methods.cat_method, methods.num_threshold, methods.cat_threshold) == (
+    drift = settings.drift
+    assert (drift.drift_num_method, drift.drift_cat_method, drift.drift_num_threshold, drift.drift_cat_threshold) == (
         "psi", "jensenshannon", 0.2, 0.3)
-    assert set(methods.monitor_only) == {"hour", "category"}
+    assert set(drift.drift_monitor_only) == {"hour", "category"}
+
+
+@pytest.mark.unit
+def test_every_setting_lives_in_one_group_and_its_default_once():
+    groups = [IngestionSettings, QualityRules, TrainingSettings, DriftSettings, GateSettings, ServingSettings]
+    owners: dict[str, list[str]] = {}
+    for group in groups:
+        for name in group.model_fields:
+            owners.setdefault(name, []).append(group.__name__)
+    assert all(len(o) == 1 for o in owners.values()), owners
+    storage = set(Settings.model_fields) - set(owners)
+    assert storage == {"database_url", "data_dir", "embedded_database", "reports_dir"}
+    defaults = Settings.model_construct()  # the declared defaults, whatever the environment holds
+    for group in groups:  # a group on its own has the same defaults as the whole: they are written once
+        assert group().model_dump() == defaults.part(group).model_dump(), group.__name__
 

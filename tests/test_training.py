@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from freshrec import generate, ingest
 from freshrec.metrics import evaluate, ndcg_at_k
-from freshrec.training import LR_FLOOR, LrState, TrainConfig, train
+from freshrec.settings import TrainingSettings
+from freshrec.trainer import LR_FLOOR, LrState, train
 from freshrec.trainset import replay_sample, replay_seed
 
 from conftest import count, publish_everything
@@ -35,7 +36,7 @@ def test_gradient_accumulation_counts_optimizer_steps():
 
     cfg = config("full")
     stats = train(build_model(cfg), load_tokenizer("tiny"), cfg, examples(256, 0),
-                  TrainConfig(model="tiny", train_mode="full", batch_size=32, grad_accum_steps=4, epochs=1))
+                  TrainingSettings(model="tiny", train_mode="full", batch_size=32, grad_accum_steps=4, epochs=1))
     assert (stats.steps, stats.examples) == (2, 256)
 
 
@@ -188,7 +189,7 @@ def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
 
 @pytest.mark.unit
 def test_first_pass_covers_every_fresh_row_before_replay_repeats():
-    from freshrec.training import FIRST_PASS_REPLAY_SHARE, batch_order
+    from freshrec.trainer import FIRST_PASS_REPLAY_SHARE, batch_order
 
     n, fresh, size = 300, 100, 32
     batches = batch_order(n, fresh, size, epochs=2, rng=np.random.default_rng(0))

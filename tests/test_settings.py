@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from freshrec.errors import ConfigError
-from freshrec.settings import evidently_stattests, load_settings
+from freshrec.settings import load_settings
+from freshrec.settings_checks import evidently_stattests
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"  # never reached: the settings fail first

@@ -1,0 +1,202 @@
+"""The fine-tune stage: warm-start from the champion, train on the clean batch plus replay, evaluate both.
+
+Test-then-train: the champion scores every new row before anything trains on it (the prequential metric);
+the candidate trains on the rows waiting in the training backlog, the rest of the batch and a replay sample
+of older rows (trainer.py runs the loop), and champion and candidate are compared on the same held-out rows (by
+default the newest slice of the batch; FRESHREC_HOLDOUT). Those rows go to the backlog, so the next cycle trains
+on them: no row is wasted. Nothing is written here: the cycle's commit stores what the outcome carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from freshrec.features import build_examples, split_holdout
+from freshrec.inference import pick_device, predict
+from freshrec.ingest import Cursor
+from freshrec.metrics import evaluate, paired_gains
+from freshrec.model import Artifact, ChampionModel, ModelConfig, build_model, load_artifact, new_model_config, \
+    save_artifact
+from freshrec.settings import Settings
+from freshrec.trainer import LrState, TrainStats, learning_rate_state, train
+from freshrec.trainset import probe_pairs, replay_sample, replay_seed, training_backlog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FineTuneOutcome:
+    trained: bool
+    skip_reason: str | None
+    champion_version: int | None
+    examples: pd.DataFrame  # every clean row of the batch, with features and the champion's 'champion_score'
+    holdout: pd.DataFrame  # the held-out rows (features.split_holdout), with 'candidate_score'
+    reference: pd.DataFrame | None = None  # drift_reference: the candidate's drift reference, if it is published
+    metrics: dict = field(default_factory=dict)  # champion / candidate on the holdout, prequential on all rows
+    artifact: Artifact | None = None
+    cold_start: bool = False
+    train_rows: int = 0
+    backlog_rows: int = 0
+    replay_rows: int = 0
+    backlog_used: list[int] = field(default_factory=list)  # backlog rows trained on now: leave the queue
+    backlog_add: dict[str, list[int]] = field(default_factory=dict)  # reason -> rows to queue for next time
+    stats: TrainStats | None = None
+    new_probe: pd.DataFrame | None = None  # the stability guard's probe set, made now: the commit stores it
+    seconds: dict[str, float] = field(default_factory=dict)  # score / train / evaluate
+
+
+def drift_reference(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, holdout: pd.DataFrame,
+                    rows: int, seed: int, device) -> pd.DataFrame:
+    """The sample a published candidate keeps as its drift reference: up to drift_reference_rows of the whole
+    batch (not only the held-out slice: a 100-row slice that happens to be odd would flag drift in every cycle
+    until the next publish), with the candidate's scores ('candidate_score'; in-sample for rows it trained on,
+    which moves their distribution a little towards the labels)."""
+    reference = examples.sample(n=min(rows, len(examples)), random_state=seed)
+    known = holdout.set_index("id")["candidate_score"]
+    scores = reference["id"].map(known)
+    missing = scores.isna().to_numpy()
+    if missing.any():
+        scores[missing] = predict(model, tokenizer, config, reference[missing], device)
+    return reference.assign(candidate_score=scores.astype("float64").to_numpy())
+
+
+def fine_tune(
+    engine: Engine,
+    clean: pd.DataFrame,
+    champion: ChampionModel | None,
+    settings: Settings,
+    *,
+    replay_before: Cursor | None = None,
+    progress: Callable[[str], None] | None = None,
+    rebase: str | None = None,
+    quarantined_ids: list[int] = (),
+) -> FineTuneOutcome:
+    """Score the batch with the champion, fine-tune a candidate from it, and evaluate both on the holdout.
+
+    With `rebase` (why: freshrec.rebase.rebase_reason) the candidate is instead trained from the base model with
+    the current settings on the newest rebase_rows clean rows plus the batch, and competes the same way."""
+    from freshrec.model import load_tokenizer
+
+    cfg, gate, consumer = settings.training, settings.gate, settings.consumer
+
+    timer = time.perf_counter()
+    champion_model = champion_config = None
+    if champion is not None:
+        champion_model, champion_config = load_artifact(champion.artifact, champion.sha256)
+    rebase = rebase if champion is not None else None  # without a champion every candidate starts from the base
+    # the user x category counts only when a model of this cycle reads them (a warm start keeps its inputs)
+    categories = (champion_config.category_rate if champion_config else cfg.category_rate) or bool(
+        rebase and cfg.category_rate)
+    examples = build_examples(engine, clean, cfg.history_len, categories, quarantined_ids)
+    tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
+    device = pick_device(cfg.device, cfg.cpu_threads)
+    metrics: dict = {}
+    if champion_model is not None and len(examples):
+        examples["champion_score"] = predict(champion_model, tokenizer, champion_config, examples, device)
+        metrics["prequential"] = evaluate(examples["user_id"], examples["label"], examples["champion_score"],
+                                          gate.min_eval_rows)
+    outcome = FineTuneOutcome(False, None, champion.version if champion else None, examples, examples.iloc[0:0],
+                            metrics, cold_start=champion is None)
+    outcome.seconds["score"] = time.perf_counter() - timer
+    if len(examples) < cfg.min_train_rows:
+        outcome.skip_reason = (f"{len(examples)} clean rows, fewer than the minimum of {cfg.min_train_rows}: "
+                               "they wait in the training backlog for the next cycle")
+        outcome.backlog_add = {"below_minimum": examples["id"].astype(int).tolist()}
+        log.info("training skipped: %s", outcome.skip_reason)
+        return outcome
+
+    timer = time.perf_counter()
+    train_part, holdout = split_holdout(examples, cfg.holdout_share, cfg.holdout, cfg.seed)
+    backlog = training_backlog(engine, consumer, cfg.max_backlog_rows)
+    waiting = (build_examples(engine, backlog, cfg.history_len, categories, quarantined_ids) if len(backlog)
+               else pd.DataFrame())
+    replay = pd.DataFrame()
+    if rebase and replay_before is not None:  # the recent window, in place of the replay sample
+        from freshrec.rebase import recent_rows
+
+        window = recent_rows(engine, consumer, replay_before, cfg.rebase_rows)
+        if len(window):
+            replay = build_examples(engine, window, cfg.history_len, categories, quarantined_ids)
+    elif replay_before is not None and cfg.replay_ratio > 0:
+        fresh = len(train_part) + len(waiting)
+        older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
+                              replay_seed(cfg.seed, replay_before))
+        if len(older):
+            replay = build_examples(engine, older, cfg.history_len, categories, quarantined_ids)
+    train_set = pd.concat([part for part in (waiting, train_part, replay) if len(part)], ignore_index=True)
+
+    lr_state = learning_rate_state(engine, cfg.learning_rate)
+    budget = cfg
+    if rebase:  # a fresh start: the configured rate, a budget of its own, one pass over the window
+        lr_state = LrState(cfg.learning_rate, cfg.learning_rate)
+        budget = cfg.model_copy(update={"max_train_seconds": cfg.rebase_train_seconds, "max_train_steps": 10**9,
+                                         "epochs": 1})
+    if champion_model is not None and not rebase:
+        candidate, config = load_artifact(champion.artifact)  # warm start: a second copy of the champion
+    else:
+        config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
+                                  max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=cfg.seed,
+                                  id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)
+        candidate = build_model(config)
+    fresh = len(waiting) + len(train_part)  # train_set starts with them: every one before replay repeats
+    cand_tokenizer = tokenizer if config.base_model == (champion_config.base_model if champion_config
+                                                         else cfg.model) else load_tokenizer(config.base_model)
+    stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
+                  fresh_rows=fresh)
+    log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
+             "%.0f examples/s, loss %.4f -> %.4f; fresh rows trained %d of %d", stats.steps, lr_state.lr,
+             len(train_set), len(waiting), len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0,
+             stats.last_loss or 0, stats.fresh_rows_trained, stats.fresh_rows)
+    outcome.seconds["train"] = time.perf_counter() - timer
+
+    timer = time.perf_counter()
+    holdout = holdout.copy()
+    holdout["candidate_score"] = predict(candidate, cand_tokenizer, config, holdout, device)
+    metrics["candidate"] = evaluate(holdout["user_id"], holdout["label"], holdout["candidate_score"],
+                                    gate.min_eval_rows)
+    if "champion_score" in holdout:
+        metrics["champion"] = evaluate(holdout["user_id"], holdout["label"], holdout["champion_score"],
+                                       gate.min_eval_rows)
+        # the gate judges the paired difference with its uncertainty, not two point estimates
+        metrics["gain"] = paired_gains(holdout["user_id"], holdout["label"], holdout["candidate_score"],
+                                       holdout["champion_score"], gate.gate_confidence, seed=cfg.seed)
+    outcome.reference = drift_reference(candidate, cand_tokenizer, config, examples, holdout,
+                                        settings.drift_reference_rows, cfg.seed, device)
+    probe, outcome.new_probe = probe_pairs(engine, examples, gate.probe_size, cfg.seed)
+    if champion_model is not None and len(probe):
+        moved = np.abs(predict(candidate, cand_tokenizer, config, probe, device)
+                       - predict(champion_model, tokenizer, champion_config, probe, device))
+        metrics["probe"] = {"n": len(probe), "mean_abs_change": float(moved.mean()),
+                            "max_abs_change": float(moved.max())}
+    next_lr = lr_state.after(metrics["candidate"]["logloss"], (metrics.get("champion") or {}).get("logloss"))
+    lineage = {"kind": "rebase" if rebase else "cold_start" if champion is None else "warm_start",
+               "parent": champion.version if champion else None, **({"reason": rebase} if rebase else {})}
+    if rebase:
+        metrics["rebase"] = {"reason": rebase, "window_rows": len(replay)}
+    config.extra = {**(config.extra or {}), "lr_state": asdict(next_lr), "cold_start": champion is None,
+                    "lineage": lineage,
+                    "last_train": {"steps": stats.steps, "examples": stats.examples, "loss": stats.last_loss,
+                                   "learning_rate": lr_state.lr}}
+    outcome.seconds["evaluate"] = time.perf_counter() - timer
+    outcome.trained = True
+    outcome.holdout = holdout
+    outcome.metrics = metrics
+    outcome.artifact = save_artifact(candidate, config)
+    outcome.train_rows = len(train_set)
+    outcome.backlog_rows = len(waiting)
+    outcome.replay_rows = len(replay)
+    # Fresh rows the budget did not reach stay queued (backlog rows) or join the queue: the next cycle
+    # trains them first, so no clean row is silently never seen.
+    trained = stats.trained_mask
+    outcome.backlog_used = (waiting["id"][trained[:len(waiting)]].astype(int).tolist() if len(waiting) else [])
+    outcome.backlog_add = {"held_out": holdout["id"].astype(int).tolist(),
+                           "not_trained": train_part["id"][~trained[len(waiting):fresh]].astype(int).tolist()}
+    outcome.stats = stats
+    return outcome
