@@ -21,10 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from freshrec.drift import DriftReport
 from freshrec.errors import ConcurrentCycleError
+from freshrec.expectations import SUITE_NAME, SUITE_VERSION
 from freshrec.ingest import PulledBatch
 from freshrec.locks import CYCLE_LOCK_NAMESPACE
 from freshrec.rebase import request_done
-from freshrec.quality import SUITE_NAME, SUITE_VERSION, ValidatedBatch, quarantine_payload
+from freshrec.quality import ValidatedBatch
+from freshrec.quarantine import quarantine_payload
 from freshrec.gate import Decision
 from freshrec.registry import PublishResult, insert_version_and_maybe_promote, record_decision
 from freshrec.sqlfiles import query
