@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from freshrec.db import copy_out_csv
 from freshrec.sqlfiles import query
+from freshrec.settings import IngestionSettings, QualityRules
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ INTERACTION_COLUMNS = ["id", "user_id", "item_id", "event_type", "label", "dwell
                        "inserted_at", "txid"]
 # Text longer than this is quarantined as oversized_field; the pull cuts it to one character more, so a
 # multi-megabyte value never reaches Python whole.
-DEFAULT_MAX_FIELD_CHARS = 1000
+DEFAULT_MAX_FIELD_CHARS: int = QualityRules.model_fields["max_field_chars"].default  # FRESHREC_MAX_FIELD_CHARS
+DEFAULT_STALL_S: float = IngestionSettings.model_fields["horizon_stall_s"].default  # FRESHREC_HORIZON_STALL_S
 _TIME_COLUMNS = ("occurred_at", "inserted_at")  # pulled as microseconds since the epoch (pull_batch.sql)
 
 
@@ -160,7 +162,7 @@ def measure_lag(engine: Engine, cursor: Cursor, stall_after_s: float = 60.0) -> 
     return Lag(int(row.rows_behind), float(row.seconds_behind), stall)
 
 
-def pull_new_interactions(engine: Engine, consumer: str, max_rows: int, stall_after_s: float = 60.0, *,
+def pull_new_interactions(engine: Engine, consumer: str, max_rows: int, stall_after_s: float = DEFAULT_STALL_S, *,
                           max_field_chars: int = DEFAULT_MAX_FIELD_CHARS) -> PulledBatch:
     """Read (without consuming) up to max_rows interactions past the consumer's cursor."""
     start = read_cursor(engine, consumer)

@@ -1,31 +1,15 @@
 """The data-quality rules: the values a pulled batch is checked against, and the reason codes it can earn.
 
-steps.quality_rules builds QualityRules from the settings; the suite (freshrec.expectations) states each row
+QualityRules is the settings' quality group (settings.quality); the suite (freshrec.expectations) states each row
 rule once with its reason code; freshrec.quality applies the suite to a batch. See docs/data-quality.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
-
-from freshrec.ingest import DEFAULT_MAX_FIELD_CHARS
+from freshrec.settings import QualityRules  # the values, declared once with the other settings (frozen)
 
 BATCH_REJECTED = "batch_rejected"
 STRICT_GATE_FAILED = "strict_gate_failed"
-
-
-@dataclass(frozen=True)
-class QualityRules:
-    event_types: tuple[str, ...]
-    max_dwell_ms: int
-    clock_skew_s: float
-    duplicate_window_s: float
-    bot_events_per_minute: int
-    batch_reject_share: float
-    max_field_chars: int = DEFAULT_MAX_FIELD_CHARS
-    # Earliest plausible occurred_at: catches the zero-epoch (1970) and 1900 bugs and '-infinity'.
-    min_occurred_at: datetime = datetime(1990, 1, 1, tzinfo=timezone.utc)
 
 
 # Reason codes, in the order they are reported. Each row code is stated by one expectation of the suite

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from freshrec import settings_checks as checks
@@ -25,6 +25,8 @@ ENV_PREFIX = "FRESHREC_"
 
 class IngestionSettings(BaseModel):
     """Pull: which cursor, how much per cycle, when a run starts."""
+
+    model_config = ConfigDict(frozen=True)
 
     consumer: str = Field("default", min_length=1, description="Name of the ingestion cursor this deployment owns.")
     schedule_interval_s: int = Field(300, gt=0, description="Seconds between scheduled update cycles.")
@@ -41,7 +43,10 @@ class IngestionSettings(BaseModel):
 class QualityRules(BaseModel):
     """Validate and denoise: the rules a row must pass (freshrec.quality; the GX suite is built from them)."""
 
-    event_types: list[str] = Field(["impression", "click", "skip", "like", "purchase", "rating", "view"], min_length=1)
+    model_config = ConfigDict(frozen=True)
+
+    event_types: tuple[str, ...] = Field(("impression", "click", "skip", "like", "purchase", "rating", "view"),
+                                         min_length=1)
     max_dwell_ms: int = Field(3_600_000, gt=0)
     clock_skew_s: int = Field(300, ge=0, description="How far in the future occurred_at may lie.")
     duplicate_window_s: float = Field(2.0, ge=0, description="Same user, item and event within this window: duplicate.")
@@ -61,6 +66,8 @@ class QualityRules(BaseModel):
 
 class TrainingSettings(BaseModel):
     """Fine-tune: the model, its inputs, the training budget, replay and rebase."""
+
+    model_config = ConfigDict(frozen=True)
 
     model: str = Field("minilm", description="'minilm' (packaged all-MiniLM-L6-v2), 'tiny' (random, for tests) "
                        "or a path to a Hugging Face model folder.")
@@ -111,6 +118,8 @@ class TrainingSettings(BaseModel):
 class DriftSettings(BaseModel):
     """Measure drift: Evidently's tests, the reference a published model keeps, when a batch counts as drifted."""
 
+    model_config = ConfigDict(frozen=True)
+
     drift_share: float = Field(0.4, gt=0, le=1, description="Share of the counted drift columns that must drift "
                                "to flag dataset drift (0.4: 4 of 10; see docs/design.md, drift).")
     drift_sample_cap: int = Field(20_000, gt=0)
@@ -141,6 +150,8 @@ class DriftSettings(BaseModel):
 class GateSettings(BaseModel):
     """Publish: the gate's thresholds and guards, and how many rejected candidates keep their bytes."""
 
+    model_config = ConfigDict(frozen=True)
+
     publish_thresholds: list[dict] = Field(
         [{"metric": "auc", "higher_is_better": True, "value": 0.55, "change": -0.01},
          {"metric": "logloss", "higher_is_better": False, "change": -0.02}],
@@ -163,6 +174,8 @@ class GateSettings(BaseModel):
 
 class ServingSettings(BaseModel):
     """Serve: the read-only role, the HTTP service, which base models a stored artifact may name."""
+
+    model_config = ConfigDict(frozen=True)
 
     serving_role: str | None = Field("freshrec_serving", pattern=r"^[a-z_][a-z0-9_]*$",
                                      description="Read-only role that scoring and the watcher run as; empty: "

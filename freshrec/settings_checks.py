@@ -81,7 +81,7 @@ def check_thresholds(raw: list[dict]) -> list[dict]:
     return raw
 
 
-def check_names(names: list[str]) -> list[str]:
+def check_names(names):
     if any(not n.strip() for n in names):
         raise ValueError('an entry is blank; write a JSON list of names, e.g. ["click", "skip"]')
     return names

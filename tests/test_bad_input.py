@@ -57,7 +57,7 @@ def take(engine, rules):
 
 
 def test_every_kind_of_bad_row_is_quarantined_with_its_reason(engine):
-    rules = quality.QualityRules(("click", "skip"), 3_600_000, 300, 2.0, 60, 0.5)
+    rules = quality.QualityRules(event_types=("click", "skip"), bot_events_per_minute=60)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO items (id, title) SELECT g, 'item ' || g FROM generate_series(1, 50) g"))
         # an earlier batch, so that a retry can land in the next one
@@ -129,7 +129,7 @@ POISON = [
 
 def test_no_single_row_stops_the_stream(engine):
     """Each poison row lands in quarantine with a reason of its own; the rest of the batch goes on."""
-    rules = quality.QualityRules(("click", "skip"), 3_600_000, 300, 2.0, 60, 0.5)
+    rules = quality.QualityRules(event_types=("click", "skip"), bot_events_per_minute=60)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO items (id, title) SELECT g, 'item ' || g FROM generate_series(1, 50) g"))
         insert(conn, [{**GOOD, "user_id": 100 + i, "item_id": 1 + i % 50, "occurred_at": T + timedelta(seconds=i)}
@@ -168,7 +168,8 @@ def test_quarantined_bot_likes_do_not_move_the_item_rate(engine):
 
     from freshrec import features
 
-    rules = quality.QualityRules(("click", "skip"), 3_600_000, 300, 2.0, 60, 1.0)  # bot-heavy batch
+    rules = quality.QualityRules(event_types=("click", "skip"), bot_events_per_minute=60,
+                                 batch_reject_share=1.0)  # bot-heavy batch
     people = [{**GOOD, "user_id": 100 + i, "item_id": 2, "label": i % 2, "occurred_at": T + timedelta(minutes=i)}
               for i in range(10)]
     bot = [{**GOOD, "user_id": 66, "item_id": 2, "label": 1, "occurred_at": T + timedelta(seconds=i / 4)}

@@ -14,7 +14,8 @@ from freshrec import ingest, quality
 from freshrec.cycles import begin_cycle, commit_batch
 from freshrec.errors import ConcurrentCycleError
 
-RULES = quality.QualityRules(("click", "skip"), 3_600_000, 300, 0.0, 10_000, 1.0)
+RULES = quality.QualityRules(event_types=("click", "skip"), duplicate_window_s=0.0, bot_events_per_minute=10_000,
+                             batch_reject_share=1.0)
 INSERT = sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at) "
                  "VALUES (:u, 1, 'click', 1, 5, now() - interval '1 minute') RETURNING id")
 
@@ -96,7 +97,8 @@ from freshrec import ingest, quality
 from freshrec.cycles import begin_cycle, commit_batch
 from freshrec.db import create_engine
 engine = create_engine(os.environ["URL"])
-rules = quality.QualityRules(("click", "skip"), 3_600_000, 300, 0.0, 10_000, 1.0)
+rules = quality.QualityRules(event_types=("click", "skip"), duplicate_window_s=0.0, bot_events_per_minute=10_000,
+                             batch_reject_share=1.0)
 pulled = ingest.pull_new_interactions(engine, "c", 1000)
 validated = quality.check_batch(engine, pulled, rules)
 if sys.argv[1] == "after":

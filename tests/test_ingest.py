@@ -80,7 +80,8 @@ def test_all_null_optional_column_keeps_its_type(engine):
                              "SELECT g, 1, 'rating', g % 2, now() - interval '1 hour' FROM generate_series(1, 20) g"))
     pulled = ingest.pull_new_interactions(engine, "c", 100)
     assert str(pulled.frame["dwell_ms"].dtype) == "Int32"
-    rules = QualityRules(("rating",), 1000, 60, 1.0, 100, 0.5)
+    rules = QualityRules(event_types=("rating",), max_dwell_ms=1000, clock_skew_s=60, duplicate_window_s=1.0,
+                         bot_events_per_minute=100)
     validated = validate_batch(pulled.frame, rules, {1})
     assert validated.accepted and len(validated.clean) == 20
 

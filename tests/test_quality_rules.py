@@ -1,11 +1,11 @@
 """The rule values and the reason codes: one hashable rule set, every code documented in its order."""
 
-import dataclasses
 import re
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from freshrec.ingest import DEFAULT_MAX_FIELD_CHARS
 from freshrec.quality_rules import BATCH_REJECTED, REASONS, STRICT_GATE_FAILED, QualityRules
@@ -16,17 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.unit
 def test_rules_are_an_immutable_cache_key():
     # The GX contexts are cached per rule set: equal settings must give equal, hashable, unchangeable rules.
-    a = QualityRules(("click", "skip"), 60_000, 300, 2.0, 30, 0.5)
-    b = QualityRules(("click", "skip"), 60_000, 300, 2.0, 30, 0.5)
+    a = QualityRules(event_types=("click", "skip"), max_dwell_ms=60_000, bot_events_per_minute=30)
+    b = QualityRules(event_types=("click", "skip"), max_dwell_ms=60_000, bot_events_per_minute=30)
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
-    assert a != dataclasses.replace(a, batch_reject_share=0.4)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    assert a != a.model_copy(update={"batch_reject_share": 0.4})
+    with pytest.raises(ValidationError):  # frozen
         a.max_dwell_ms = 1
 
 
 @pytest.mark.unit
 def test_default_limits_match_the_pull():
-    rules = QualityRules(("click",), 60_000, 300, 2.0, 30, 0.5)
+    rules = QualityRules(event_types=("click",), max_dwell_ms=60_000, bot_events_per_minute=30)
     # The pull cuts text to max_field_chars + 1 characters: the default rule sees a cut value as too long.
     assert rules.max_field_chars == DEFAULT_MAX_FIELD_CHARS
     assert rules.min_occurred_at == datetime(1990, 1, 1, tzinfo=timezone.utc)

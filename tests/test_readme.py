@@ -71,8 +71,8 @@ def test_settings_table_defaults_are_the_code_defaults():
                 assert shown == str(default).lower(), name
             elif isinstance(default, (int, float)):
                 assert float(shown) == float(default), name
-            elif isinstance(default, list):
-                assert json.loads(shown) == default, name
+            elif isinstance(default, (list, tuple)):
+                assert json.loads(shown) == list(default), name
             elif not isinstance(default, dict):
                 assert shown == str(default), name
             checked += 1

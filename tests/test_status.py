@@ -39,7 +39,8 @@ def test_horizon_stall_names_the_blocking_backend(engine):
 def test_status_and_quarantine_after_a_batch(engine, database_url):
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=400, noise=0.1, seed=4))
     pulled = ingest.pull_new_interactions(engine, "default", 300)
-    rules = quality.QualityRules(("click", "skip", "like", "purchase"), 3_600_000, 300, 2.0, 1000, 0.9)
+    rules = quality.QualityRules(event_types=("click", "skip", "like", "purchase"), bot_events_per_minute=1000,
+                                 batch_reject_share=0.9)
     validated = quality.check_batch(engine, pulled, rules)
     batch_id = commit_batch(engine, begin_cycle(engine, "default"), pulled, validated)
     st = ingest_status(engine, "default")

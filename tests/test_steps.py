@@ -27,7 +27,7 @@ def test_each_stage_reads_its_group_of_the_one_settings_object():
     assert (cfg.seed, cfg.holdout, cfg.id_buckets, cfg.category_rate, cfg.cpu_threads) == (7, "users", 64, False, 3)
     assert (cfg.max_train_steps, cfg.max_train_seconds, cfg.replay_ratio) == (11, 3.5, 0.5)
     rules = settings.quality
-    assert (rules.event_types, rules.bot_events_per_minute, rules.batch_reject_share) == (["click", "skip"], 17, 0.25)
+    assert (rules.event_types, rules.bot_events_per_minute, rules.batch_reject_share) == (("click", "skip"), 17, 0.25)
     policy = PublishPolicy.from_settings(settings.gate)
     assert (policy.min_eval_rows, policy.max_probe_change, policy.thresholds[0].value) == (7, 0.3, 0.6)
     drift = settings.drift
