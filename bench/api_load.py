@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     from freshrec import generate, registry
     from freshrec.gate import Decision
     from freshrec.api import create_app
-    from freshrec.model import build_model, new_model_config, save_artifact
+    from freshrec.model import build_model, new_model_config
+    from freshrec.artifacts import save_artifact
     from freshrec.serving import serving_engine
 
     engine, url = scratch_database("freshrec_bench_api")

@@ -143,7 +143,8 @@ def eval_settings(args):
 def run(args) -> dict:
     from bench.common import scratch_database
     from freshrec.metrics import binary_metrics, ndcg_per_user
-    from freshrec.model import load_artifact, load_tokenizer
+    from freshrec.model import load_tokenizer
+    from freshrec.artifacts import load_artifact
     from freshrec.registry import load_champion
     from freshrec.inference import pick_device, predict
     from bench.baselines import (Popularity, RiverLogisticRegression, UserGenreItemRatesPerEvent, UserItemRates,

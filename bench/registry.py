@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> dict:
     from bench.common import scratch_database
     from freshrec import registry
     from freshrec.gate import Decision
-    from freshrec.model import build_model, new_model_config, save_artifact
+    from freshrec.model import build_model, new_model_config
+    from freshrec.artifacts import save_artifact
     from freshrec.serving import ChampionWatcher, load_scorer, serving_engine
 
     engine, url = scratch_database("freshrec_bench_registry")

@@ -22,8 +22,8 @@ from freshrec.features import build_examples, split_holdout
 from freshrec.inference import pick_device, predict
 from freshrec.ingest import Cursor
 from freshrec.metrics import evaluate, paired_gains
-from freshrec.model import Artifact, ChampionModel, ModelConfig, build_model, load_artifact, new_model_config, \
-    save_artifact
+from freshrec.model import ModelConfig, build_model, new_model_config
+from freshrec.artifacts import Artifact, ChampionModel, load_artifact, save_artifact
 from freshrec.settings import Settings
 from freshrec.trainer import LrState, TrainStats, learning_rate_state, train
 from freshrec.trainset import probe_pairs, replay_sample, replay_seed, training_backlog

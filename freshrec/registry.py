@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from freshrec.errors import ConcurrentCycleError, ModelError
 from freshrec.gate import Decision
-from freshrec.model import Artifact, ChampionModel
+from freshrec.artifacts import Artifact, ChampionModel
 from freshrec.sqlfiles import query
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ def verify_artifact(version: int, data: bytes, expected_sha256: str,
     """A version's bytes match their recorded sha256 and name a base model this deployment allows."""
     import hashlib
 
-    from freshrec.model import check_base_model, read_artifact_config
+    from freshrec.model import check_base_model
+    from freshrec.artifacts import read_artifact_config
 
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
@@ -41,7 +42,7 @@ def verify_artifact(version: int, data: bytes, expected_sha256: str,
 def load_champion(engine: Engine, alias: str = CHAMPION,
                   allowed_base_models: tuple[str, ...] | list[str] | None = None) -> ChampionModel | None:
     """The champion's bytes, verified (sha256), naming a base model this deployment allows."""
-    from freshrec.model import check_artifact
+    from freshrec.artifacts import check_artifact
 
     with engine.connect() as conn:
         row = conn.execute(query("champion_get"), {"alias": alias}).first()

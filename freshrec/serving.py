@@ -120,7 +120,8 @@ def load_scorer(engine: Engine, alias: str = "champion",
     allowed_base_models: base model folders the artifact may name besides minilm and tiny (the deployment's
     Settings.base_models_allowed); any other is refused before it is loaded.
     """
-    from freshrec.model import check_artifact, load_artifact, load_tokenizer
+    from freshrec.model import load_tokenizer
+    from freshrec.artifacts import check_artifact, load_artifact
 
     with engine.connect() as conn:
         version = conn.execute(query("alias_version"), {"alias": alias}).scalar()

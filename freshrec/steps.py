@@ -34,7 +34,7 @@ from freshrec.quality import ValidatedBatch
 from freshrec.gate import Decision
 from freshrec.settings import Settings
 from freshrec.summary import build_summary
-from freshrec.model import ChampionModel
+from freshrec.artifacts import ChampionModel
 from freshrec.fine_tune import FineTuneOutcome
 
 

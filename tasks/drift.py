@@ -14,7 +14,7 @@ from freshrec.escaping import markdown_text
 from freshrec.drift import DriftReport
 from freshrec.reports import report_link
 from freshrec.settings import Settings
-from freshrec.model import ChampionModel
+from freshrec.artifacts import ChampionModel
 from freshrec.fine_tune import FineTuneOutcome
 
 

@@ -12,7 +12,7 @@ from freshrec import inference, steps
 from freshrec.ingest import PulledBatch
 from freshrec.quality import ValidatedBatch
 from freshrec.settings import Settings
-from freshrec.model import ChampionModel
+from freshrec.artifacts import ChampionModel
 from freshrec.fine_tune import FineTuneOutcome
 from tasks.common import DB_RETRIES, engine_for
 
