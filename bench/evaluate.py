@@ -60,6 +60,20 @@ class Stream:
         """The settings with one cycle taking at most n rows (the only thing that differs between cycles)."""
         return self.settings.model_copy(update={"max_batch_rows": int(n)})
 
+    def pull(self, settings, patience_s: float = 600.0):
+        """The next batch, waiting while rows that are already committed sit behind the transaction horizon: the
+        server is shared, and another database's open transaction holds back every row committed after it
+        started (ingest.pull_new_interactions). Without the wait a cycle would be cut short, or the warm-up
+        would end early."""
+        from freshrec import steps
+
+        deadline = time.monotonic() + patience_s
+        while True:
+            pulled = steps.pull(settings, self.engine)
+            if pulled.rows >= settings.max_batch_rows or not pulled.lag.rows_behind or time.monotonic() > deadline:
+                return pulled
+            time.sleep(0.5)
+
     def ingest_only(self, rows: int) -> pd.DataFrame:
         """Take `rows` rows through pull, validation and commit, without training; returns the clean rows."""
         from freshrec import cycles, steps
@@ -67,7 +81,7 @@ class Stream:
         taken = []
         while rows > 0:
             settings = self.rows(min(rows, 50_000))
-            pulled = steps.pull(settings, self.engine)
+            pulled = self.pull(settings)
             if not pulled.rows:
                 break
             validated = steps.validate(settings, self.engine, pulled)
@@ -82,7 +96,7 @@ class Stream:
 
         settings = self.rows(rows)
         cycle_id = steps.begin(settings, self.engine)
-        pulled = steps.pull(settings, self.engine)
+        pulled = self.pull(settings)
         validated = steps.validate(settings, self.engine, pulled)
         champion = steps.load_champion(settings, self.engine)
         outcome = report = None
