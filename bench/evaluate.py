@@ -184,6 +184,10 @@ def run(args) -> dict:
         conn.execute(sa.text("ANALYZE"))
         conn.commit()
     warmup = total - args.score_cycles * args.cycle_rows
+    if warmup - args.warmup_train_rows <= 0:
+        raise SystemExit(f"{total} events leave no history before the {args.warmup_train_rows} cold-start rows and the "
+                         f"{args.score_cycles} scored cycles of {args.cycle_rows}: use fewer or smaller cycles, "
+                         "fewer --warmup-train-rows, or a longer stream.")
     stream = Stream(engine, settings)
     baselines = [Popularity(), UserItemRates(), UserItemRatesPerEvent(), UserGenreItemRatesPerEvent(),
                  RiverLogisticRegression()]
@@ -458,7 +462,8 @@ def main(argv: list[str] | None = None) -> dict:
     source.add_argument("--synthetic", action="store_true")
     parser.add_argument("--synthetic-events", type=int, default=12_000)
     parser.add_argument("--model", default="minilm")
-    parser.add_argument("--cycle-rows", type=int, default=1000)
+    parser.add_argument("--cycle-rows", type=int, help="rows per cycle (default: 1000 on MovieLens, 500 on the "
+                        "synthetic stream)")
     parser.add_argument("--score-cycles", type=int, default=10)
     parser.add_argument("--warmup-train-rows", type=int, default=3000)
     parser.add_argument("--retrain-every", type=int, default=5)
@@ -471,6 +476,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="scratch database (dropped and recreated) on the configured server")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
+    args.cycle_rows = args.cycle_rows or (1000 if args.movielens else 500)
+    if args.synthetic and args.synthetic_events - (args.score_cycles * args.cycle_rows + args.warmup_train_rows) <= 0:
+        parser.error(f"--synthetic-events {args.synthetic_events} leave no history before the "
+                     f"{args.warmup_train_rows} cold-start rows and {args.score_cycles} scored cycles of "
+                     f"{args.cycle_rows}: use fewer or smaller cycles or more events")
     result = run(args)
     out = args.out / ("movielens" if args.movielens else "synthetic")
     write_outputs(result, out)
