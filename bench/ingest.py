@@ -51,9 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
         conn.execute(sa.text("ANALYZE"))
         conn.commit()
     print(f"inserted {total} rows in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    from freshrec.steps import quality_rules
-
-    rules = quality_rules(settings)
+    rules = settings.quality
 
     def take(consumer: str, n: int, timings: dict | None = None):
         t0 = time.perf_counter()

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from freshrec.ingest import INTERACTION_COLUMNS
-from freshrec.quality_rules import REASONS, QualityRules
+from freshrec.reasons import REASONS
+from freshrec.settings import QualityRules
 from freshrec.quality_signals import SIGNAL_COLUMNS
 
 SUITE_NAME = "freshrec_interactions"

@@ -1,7 +1,7 @@
 """Validation and denoising of a pulled batch, the stage's entry points: Great Expectations decides.
 
 validate_batch adds the signal columns GX cannot compute from one row (freshrec.quality_signals) and runs
-the expectation suite (freshrec.expectations), which states every rule of freshrec.quality_rules with its
+the expectation suite (freshrec.expectations), which states every rule (settings.QualityRules) with its
 reason code and reports every bad row. The suite runs twice:
   * lenient, on the whole raw batch, every row expectation with mostly = 1 - batch_reject_share: its
     success is the batch verdict (a rule broken by more than that share of the rows rejects the batch);
@@ -25,7 +25,8 @@ from sqlalchemy.engine import Engine
 
 from freshrec.expectations import SuiteRun, run_suite
 from freshrec.ingest import INTERACTION_COLUMNS, Cursor, PulledBatch
-from freshrec.quality_rules import BATCH_REJECTED, REASONS, STRICT_GATE_FAILED, QualityRules
+from freshrec.reasons import BATCH_REJECTED, REASONS, STRICT_GATE_FAILED
+from freshrec.settings import QualityRules
 from freshrec.quality_signals import add_signals
 from freshrec.sqlfiles import query
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from freshrec.quality_rules import QualityRules
+from freshrec.settings import QualityRules
 
 # Columns computed before the suite runs (add_signals), checked by its expectations.
 SIGNAL_COLUMNS = ["copy_gap_s", "user_peak_events_per_minute"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from freshrec.expectations import SUITE_VERSION, _jsonable, _validation_definition, run_suite
-from freshrec.quality_rules import BATCH_REJECTED, REASONS
+from freshrec.reasons import BATCH_REJECTED, REASONS
 from freshrec.quality_signals import add_signals
 
 from quality_frames import KNOWN, NOW, RULES, frame

@@ -1,14 +1,18 @@
-"""Settings are checked when loaded: a mistake is one line and exit code 2 from every command, before any work."""
+"""Settings are checked when loaded: a mistake is one line and exit code 2 from every command, before any work.
+The groups are frozen: the quality rules are a cache key."""
 
 import os
+from datetime import datetime, timezone
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from freshrec.errors import ConfigError
-from freshrec.settings import load_settings
+from freshrec.ingest import DEFAULT_MAX_FIELD_CHARS
+from freshrec.settings import QualityRules, load_settings
 from freshrec.settings_checks import evidently_stattests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +168,22 @@ def test_cli_mistakes_with_ids_and_paths_are_one_sentence(database_url, engine, 
     assert "Cannot write the report" in line and "is a file, not a folder" in line
     line = one_line_error(cli("models", "show", "99999999999999999999", env=env))
     assert "version 99999999999999999999" in line
+
+
+@pytest.mark.unit
+def test_rules_are_an_immutable_cache_key():
+    # The GX contexts are cached per rule set: equal settings must give equal, hashable, unchangeable rules.
+    a = QualityRules(event_types=("click", "skip"), max_dwell_ms=60_000, bot_events_per_minute=30)
+    b = QualityRules(event_types=("click", "skip"), max_dwell_ms=60_000, bot_events_per_minute=30)
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != a.model_copy(update={"batch_reject_share": 0.4})
+    with pytest.raises(ValidationError):  # frozen
+        a.max_dwell_ms = 1
+
+
+@pytest.mark.unit
+def test_default_limits_match_the_pull():
+    rules = QualityRules(event_types=("click",), max_dwell_ms=60_000, bot_events_per_minute=30)
+    # The pull cuts text to max_field_chars + 1 characters: the default rule sees a cut value as too long.
+    assert rules.max_field_chars == DEFAULT_MAX_FIELD_CHARS
+    assert rules.min_occurred_at == datetime(1990, 1, 1, tzinfo=timezone.utc)

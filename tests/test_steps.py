@@ -2,7 +2,6 @@
 
 import pytest
 
-from freshrec import steps
 from freshrec.gate import PublishPolicy
 from freshrec.settings import (DriftSettings, GateSettings, IngestionSettings, QualityRules, ServingSettings, Settings,
                                TrainingSettings)

@@ -1,12 +1,10 @@
-"""The data-quality rules: the values a pulled batch is checked against, and the reason codes it can earn.
+"""The reason codes a quarantined row can carry, in the order they are reported.
 
-QualityRules is the settings' quality group (settings.quality); the suite (freshrec.expectations) states each row
-rule once with its reason code; freshrec.quality applies the suite to a batch. See docs/data-quality.md.
+The rule values are the settings' quality group (settings.QualityRules); the suite (freshrec.expectations) states
+each row rule once with its reason code; freshrec.quality applies the suite to a batch. See docs/data-quality.md.
 """
 
 from __future__ import annotations
-
-from freshrec.settings import QualityRules  # the values, declared once with the other settings (frozen)
 
 BATCH_REJECTED = "batch_rejected"
 STRICT_GATE_FAILED = "strict_gate_failed"
