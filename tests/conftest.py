@@ -92,6 +92,28 @@ def prefect_harness():
             yield
 
 
+
+@pytest.fixture(scope="module")
+def artifact():
+    """A random tiny model's artifact (untrained): for tests that store, load and serve versions."""
+    from freshrec.model import build_model
+    from freshrec.artifacts import save_artifact
+    from helpers import config
+
+    cfg = config("full")
+    return save_artifact(build_model(cfg), cfg)
+
+
+@pytest.fixture
+def reader(database_url):
+    """An engine on the test database as freshrec api's read-only serving role."""
+    from freshrec.serving import serving_engine
+
+    eng = serving_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
 # A gate that lets every trained candidate through: for tests about the stages, not the model's quality.
 PUBLISH_EVERYTHING = {"FRESHREC_PUBLISH_THRESHOLDS": '[{"metric": "auc", "value": 0.0}]',
                       "FRESHREC_MAX_PROBE_CHANGE": "1.0"}

@@ -1,14 +1,8 @@
 """`freshrec api` through real HTTP: uvicorn on a free loopback port, the serving role, a real PostgreSQL."""
 
-import os
-import re
-import signal
 import socket
-import subprocess
-import sys
 
 import httpx
-import pytest
 import sqlalchemy as sa
 import torch
 
@@ -16,10 +10,11 @@ from bench.api_load import background_server, wait_until
 from freshrec import generate, registry
 from freshrec.api import create_app
 from freshrec.gate import Decision
-from freshrec.model import build_model, new_model_config, save_artifact
+from freshrec.model import build_model, new_model_config
+from freshrec.artifacts import save_artifact
 from freshrec.serving import serving_engine
 
-from conftest import publish_everything
+from helpers import metric
 
 
 def publish(engine, seed: int, champion_before):
@@ -35,19 +30,6 @@ def publish(engine, seed: int, champion_before):
         return registry.insert_version_and_maybe_promote(
             conn, artifact=save_artifact(model, cfg), decision=Decision(True, ["test"]),
             champion_before=champion_before, metrics={}, batch_ids=[], cycle_id=None, reference_sample=None).version
-
-
-def metric(text: str, name: str, labels: str = "") -> float:
-    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.M)
-    assert match, f"{name}{labels} not in /metrics"
-    return float(match.group(1))
-
-
-@pytest.fixture
-def reader(database_url):
-    eng = serving_engine(database_url)
-    yield eng
-    eng.dispose()
 
 
 def test_rankings_hot_swap_and_registry_over_http(engine, reader):
@@ -125,118 +107,6 @@ def test_new_items_join_the_catalogue_without_re_embedding_the_rest(engine, read
         ranked = http.get("/users/1/top", params={"k": 100}).json()
         assert ranked["version"] == v1 and 777 in {r["item_id"] for r in ranked["items"]}
         assert metric(http.get("/metrics").text, "freshrec_champion_item_embeddings") == 11
-
-
-@pytest.mark.slow
-def test_a_drift_report_opens_from_its_prefect_artifact_link(prefect_harness, env, engine, reader):
-    """FRESHREC_PUBLIC_URL set: the artifact links to the service, and the link serves the stored report."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from flows.update import freshrec_update
-
-    publish_everything(env)
-    generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=500, drift_at=0.5, seed=9))
-    env.setenv("FRESHREC_MAX_BATCH_ROWS", "250")
-    app = create_app(reader, recheck_s=60)
-    with background_server(app) as base, httpx.Client(base_url=base, timeout=60) as http:
-        env.setenv("FRESHREC_PUBLIC_URL", base + "/")
-        freshrec_update(catch_up=False)
-        second = freshrec_update(catch_up=False)
-        assert second["drift"]["status"] == "measured"
-        with get_client(sync_client=True) as client:
-            (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["drift-report"])))
-        link = re.search(r"\((http[^)\s]+)\)", artifact.data).group(1)
-        assert link == f"{base}/reports/{second['cycle_id']}"
-        page = httpx.get(link, timeout=60)
-        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        with engine.connect() as conn:
-            stored = conn.execute(sa.text("SELECT html_sha256 FROM drift_reports")).scalar_one()
-        assert page.headers["etag"] == f'"{stored}"' and b"<html" in page.content[:2000].lower()
-        assert http.get(link, headers={"If-None-Match": f'"{stored}"'}).status_code == 304
-        (listed,) = http.get("/reports").json()["reports"]
-        assert listed["cycle_id"] == second["cycle_id"] and listed["url"] == f"/reports/{second['cycle_id']}"
-
-        decisions = http.get("/decisions").json()["decisions"]
-        assert [d["cycle_id"] for d in decisions] == [second["cycle_id"], second["cycle_id"] - 1]
-        text = http.get("/metrics").text
-        assert metric(text, "freshrec_last_cycle_id") == second["cycle_id"]
-        assert metric(text, "freshrec_last_cycle_info", '{status="completed"}') == 1
-        assert metric(text, "freshrec_last_cycle_timestamp_seconds") > 0
-        assert metric(text, "freshrec_lag_rows") == 0
-        champion = http.get("/models").json()["models"][0]
-        wait_until(lambda: http.get("/readyz").json()["champion_version"] == champion["version"],
-                   what="the published champion")
-        assert http.get(f"/models/{champion['version']}").json()["decisions"][0]["outcome"] == "published"
-
-
-def test_cli_serves_and_refuses_a_taken_port(engine, database_url):
-    env = {**os.environ, "FRESHREC_DATABASE_URL": database_url}
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        proc = subprocess.run([sys.executable, "-m", "freshrec_cli.main", "api", "--port", str(port)],
-                              capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: Cannot listen on 127.0.0.1:{port}")
-    assert "Traceback" not in proc.stderr
-
-    server = subprocess.Popen([sys.executable, "-m", "freshrec_cli.main", "api", "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        def answers():
-            assert server.poll() is None, server.stdout.read()
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(answers, what="freshrec api to answer")
-        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["ready"] is False  # no champion yet
-    finally:
-        server.send_signal(signal.SIGTERM)
-        # uvicorn shuts down gracefully, then re-raises the signal: the exit status is SIGTERM's
-        assert server.wait(30) in (0, -signal.SIGTERM)
-    assert "Application shutdown complete" in server.stdout.read()
-
-
-@pytest.mark.unit
-def test_report_links_point_to_the_service_when_it_has_a_public_url(tmp_path):
-    from freshrec.errors import ConfigError
-    from freshrec.reports import report_link
-    from freshrec.settings import load_settings
-
-    path = tmp_path / "cycle-000007-drift.html"
-    assert report_link(None, 7, path) == path.resolve().as_uri()
-    public = load_settings(public_url="https://freshrec.example.org/api/").public_url
-    assert report_link(public, 7, path) == "https://freshrec.example.org/api/reports/7"
-    with pytest.raises(ConfigError, match="FRESHREC_PUBLIC_URL"):
-        load_settings(public_url="freshrec.example.org")
-
-
-@pytest.mark.unit
-def test_user_embeddings_are_cached_by_the_user_text():
-    from datetime import datetime, timezone
-
-    import numpy as np
-
-    from freshrec.features import user_text
-    from freshrec.model import load_tokenizer
-    from freshrec.serving import Scorer
-
-    cfg = new_model_config("tiny", "full", max_item_tokens=16, max_user_tokens=24, history_len=2, seed=0)
-    model = build_model(cfg).eval()
-    scorer = Scorer(1, "-", model, cfg, load_tokenizer("tiny"), datetime.now(timezone.utc))
-    first = scorer.user_embedding(["football guide"])
-    assert scorer.user_embedding(["football guide"]) is first  # the cache's copy
-    np.testing.assert_allclose(first, scorer._embed([user_text(["football guide"])], 24), rtol=1e-5, atol=1e-6)
-    other = scorer.user_embedding(["pasta recipe", "football guide"])  # a new like: a new text, a new embedding
-    assert not np.array_equal(first, other)
-    for i in range(5):
-        scorer.user_embedding([f"item {i}"], cache_size=3)
-    assert len(scorer._user_cache) == 3
 
 
 def test_an_unreachable_database_is_503_not_a_traceback(database_url):

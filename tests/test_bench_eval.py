@@ -1,4 +1,5 @@
-"""The evaluation's own arithmetic: its metrics, the paired comparison, and the sweep's point-in-time inputs."""
+"""The evaluation's own arithmetic and its run: the paired comparison, the sweep's point-in-time inputs, the
+priors and per-event baselines, and bench.evaluate end to end (its metrics: test_metrics.py)."""
 
 import numpy as np
 import pandas as pd
@@ -7,7 +8,6 @@ import pytest
 from bench.evaluate import paired_auc_difference
 from bench.replay_sweep import movielens_stream
 from freshrec.features import NO_HISTORY
-from freshrec.metrics import evaluate
 
 
 def test_paired_difference_is_zero_for_the_same_scores_and_sure_for_a_clearly_better_model():
@@ -19,21 +19,6 @@ def test_paired_difference_is_zero_for_the_same_scores_and_sure_for_a_clearly_be
     better = paired_auc_difference([(y, good, users)], [(y, poor, users)], resamples=100)
     assert better["ci95"][0] > 0.1 and better["share_of_resamples_above_zero"] == 1.0
     assert better["users"] == 60
-
-
-def test_the_evaluations_metrics_know_a_perfect_a_useless_and_a_hand_computed_ranking():
-    # freshrec.metrics.evaluate scores every contender of bench.evaluate and bench.replay_sweep
-    y, users = np.array([0, 0, 1, 1, 0, 1, 1, 0]), np.array([1, 1, 1, 1, 2, 2, 2, 2])
-    perfect = evaluate(users, y, y * 0.8 + 0.1)
-    assert perfect["auc"] == 1.0 and perfect["ndcg_at_10"] == 1.0 and perfect["ndcg_users"] == 2
-    useless = evaluate(users, y, np.full(len(y), 0.5))
-    assert useless["auc"] == 0.5 and useless["logloss"] == pytest.approx(np.log(2))
-    # one user, no ties: AUC 3 of 4 pairs; NDCG@10 (1 + 1/log2(4)) / (1 + 1/log2(3)); log loss by hand
-    scores = np.array([0.1, 0.4, 0.35, 0.8])
-    m = evaluate([7, 7, 7, 7], [0, 0, 1, 1], scores, min_rows=1)
-    assert m["auc"] == 0.75
-    assert m["ndcg_at_10"] == pytest.approx(1.5 / (1 + 1 / np.log2(3)))
-    assert m["logloss"] == pytest.approx(-np.mean(np.log([0.9, 0.6, 0.35, 0.8])))
 
 
 def test_paired_difference_of_a_perfect_and_a_useless_model_is_exactly_one_half_and_antisymmetric():
@@ -135,3 +120,51 @@ def test_per_event_genre_baseline_learns_each_users_genres_and_never_sees_the_sa
     fresh = UserGenreItemRatesPerEvent()
     first = fresh.score(pair)
     assert first[0] == first[1]  # the second row of the same instant does not see the first one's like
+
+
+@pytest.mark.slow
+def test_evaluation_reports_every_contender_per_cycle_and_ndcg_as_the_mean_over_cycles(env, database_url, tmp_path):
+    import os
+
+    import sqlalchemy as sa
+
+    from bench.evaluate import COMPARED, CONTENDERS, main
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("FRESHREC_")}
+    result = main(["--synthetic", "--model", "tiny", "--synthetic-events", "1300", "--cycle-rows", "150",
+                   "--score-cycles", "2", "--warmup-train-rows", "400", "--retrain-rows", "300",
+                   "--max-train-seconds", "5", "--set", "holdout=newest_per_user",
+                   "--database", sa.engine.make_url(database_url).database, "--out", str(tmp_path)])
+    assert {k: v for k, v in os.environ.items() if k.startswith("FRESHREC_")} == before  # settings, not os.environ
+    # one Settings: the environment's (FRESHREC_TRAIN_MODE=full from the fixture), the run's overrides, --set
+    assert {k: result["settings"][k] for k in ("model", "train_mode", "epochs", "holdout")} == {
+        "model": "tiny", "train_mode": "full", "epochs": 1, "holdout": "newest_per_user"}
+    assert "database_url" not in result["settings"]
+
+    assert [c["cycle"] for c in result["cycles"]] == [1, 2]
+    for cycle in result["cycles"]:
+        assert set(cycle["contenders"]) == set(CONTENDERS)
+        for m in cycle["contenders"].values():
+            assert m["n"] == 150 and 0 < m["auc"] < 1 and 0 < m["ndcg_at_10"] <= 1 and m["ndcg_users"] > 0
+        # the bench's per-event contenders see exactly the side features freshrec's SQL gives these rows
+        assert cycle["inputs_max_abs_diff"] < 1e-6
+    for name in CONTENDERS:
+        per_cycle = [c["contenders"][name]["ndcg_at_10"] for c in result["cycles"]]
+        assert result["totals"][name]["ndcg_at_10"] == pytest.approx(np.mean(per_cycle))
+        assert result["totals"][name]["n"] == 300 and result["totals"][name]["ndcg_cycles"] == 2
+    # within a cycle the user's rate is one constant: ranking a user's items by user+item rates is ranking them by
+    # the item rate, so per cycle (and so on average) the two rank alike; pooled over cycles they would not
+    for cycle in result["cycles"]:
+        assert cycle["contenders"]["user+item rates"]["ndcg_at_10"] == pytest.approx(
+            cycle["contenders"]["popularity"]["ndcg_at_10"])
+    for other in COMPARED:
+        c = result["comparisons"][f"freshrec - {other}"]
+        assert c["ndcg_difference"] == pytest.approx(
+            result["totals"]["freshrec"]["ndcg_at_10"] - result["totals"][other]["ndcg_at_10"], abs=1e-4)
+        assert c["ndcg_ci95"][0] <= c["ndcg_ci95"][1] and c["ci95"][0] <= c["ci95"][1]
+
+    report = (tmp_path / "synthetic" / "results.md").read_text()
+    assert "NDCG@10 (mean over cycles)" in report and "NDCG@10 difference" in report
+    freshrec_row = next(line for line in report.splitlines() if line.startswith("| freshrec |"))
+    assert f"{result['totals']['freshrec']['ndcg_at_10']:.4f}" in freshrec_row
+    assert (tmp_path / "synthetic" / "prequential_auc.png").stat().st_size > 10_000

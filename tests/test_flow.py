@@ -1,6 +1,7 @@
-"""The update flow under Prefect's test harness, with the tiny model, against the real PostgreSQL."""
+"""The update flow under Prefect's test harness, with the tiny model, against the real PostgreSQL: the stages, bad
+batches, the lock, crashes, catching up, what a run leaves in Prefect (logs, artifacts), and a lost lock."""
 
-import json
+import threading
 import time
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import sqlalchemy as sa
 
 from freshrec import generate
 
-from conftest import PUBLISH_EVERYTHING, count, publish_everything
+from conftest import count, publish_everything
+from helpers import lock_backend_pid, terminate
 
 pytestmark = pytest.mark.slow
 
@@ -135,21 +137,6 @@ def test_crash_before_commit_leaves_rows_for_the_next_run(prefect_harness, env, 
     assert rerun["status"] == "completed" and rerun["rows_pulled"] == 300
 
 
-def test_run_once_cli_prints_json(env, engine, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=2))
-    proc = subprocess.run([sys.executable, "-m", "freshrec_cli.main", "run-once", "--model", "tiny", "--json"],
-                          capture_output=True, text=True, env={**os.environ, **PUBLISH_EVERYTHING}, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout)  # stdout holds exactly one JSON object
-    for key in ["rows_pulled", "rows_quarantined", "trained", "metrics", "drift", "decision", "stage_seconds"]:
-        assert key in summary
-    assert summary["rows_pulled"] == 200 and summary["decision"]["published"]
-
-
 def test_reports_are_listed_and_exported_from_the_database(prefect_harness, env, engine, tmp_path):
     import gzip
     import os
@@ -226,3 +213,132 @@ def test_a_killed_run_is_marked_abandoned_by_the_next(prefect_harness, env, engi
         status, error = conn.execute(sa.text("SELECT status, error FROM update_cycles WHERE id = :i"),
                                      {"i": stale}).one()
     assert status == "failed" and error.startswith("abandoned")
+
+
+@pytest.mark.slow
+def test_killing_the_lock_connection_mid_run_keeps_the_commit_and_stops_catch_up(
+        prefect_harness, env, engine, admin_engine):
+    from flows.update import freshrec_update
+
+    publish_everything(env)
+    env.setenv("FRESHREC_MAX_BATCH_ROWS", "150")
+    env.setenv("FRESHREC_EPOCHS", "20")  # cycles long enough to kill the lock in the middle of one
+    generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=450, seed=21))
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["result"] = freshrec_update(catch_up=True)
+        except BaseException as exc:  # the test asserts there was none
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 240
+    while not count(engine, "update_cycles", "status = 'running'"):
+        assert time.monotonic() < deadline and runner.is_alive(), outcome
+        time.sleep(0.02)
+    with engine.connect() as conn:
+        running = conn.execute(sa.text("SELECT max(id) FROM update_cycles")).scalar_one()
+    terminate(admin_engine, lock_backend_pid(admin_engine, engine))
+    runner.join(300)
+    assert not runner.is_alive()
+
+    assert "error" not in outcome, outcome.get("error")  # not the unlock error, nor any other
+    result = outcome["result"]
+    assert result["cycle_id"] == running and result["status"] == "completed"
+    assert "connection holding the cycle lock was lost" in result["lock_lost"]
+    with engine.connect() as conn:
+        cycles = dict(conn.execute(sa.text("SELECT id, status FROM update_cycles")).all())
+        rows_waiting = conn.execute(sa.text("SELECT count(*) FROM interactions")).scalar_one() - conn.execute(
+            sa.text("SELECT coalesce(sum(row_count), 0) FROM ingest_batches")).scalar_one()
+    assert cycles[running] == "completed"  # the cycle the lock was lost in committed and stays so
+    assert max(cycles) == running  # and no cycle started after the lock was gone ...
+    assert rows_waiting > 0  # ... though rows were waiting for one
+    assert set(cycles.values()) == {"completed"}
+
+
+# --- what a run leaves in Prefect: the core's INFO lines in its logs, an artifact whatever its outcome ---
+
+
+def run_state(**params):
+    from flows.update import freshrec_update
+
+    return freshrec_update(**{"catch_up": False, **params}, return_state=True)
+
+
+def run_logs(flow_run_id) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # logs go to the API in batches
+    with get_client(sync_client=True) as client:
+        return client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+
+
+def artifacts(flow_run_id) -> dict[str, list]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    out: dict[str, list] = {}
+    for a in found:
+        out.setdefault(a.key, []).append(a)
+    return out
+
+
+def test_core_info_lines_reach_the_run_logs(prefect_harness, env, engine):
+    publish_everything(env)
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=31))
+    state = run_state()
+    assert state.is_completed()
+    logs = run_logs(state.state_details.flow_run_id)
+    core = [entry for entry in logs if entry.name.startswith("freshrec")]
+    names = {entry.name for entry in core}
+    assert {"freshrec.fine_tune", "freshrec.registry"} <= names, names
+    messages = " | ".join(entry.message for entry in core)
+    assert "trained " in messages and "published version 1" in messages
+    assert all(entry.level >= 20 for entry in core)  # INFO and above, as PREFECT_LOGGING_LEVEL says
+
+
+def test_every_run_leaves_an_artifact_and_only_a_committed_cycle_a_drift_report(
+        prefect_harness, env, engine, admin_engine):
+    import freshrec.cycles
+    from freshrec.cycles import cycle_lock
+
+    publish_everything(env)
+    env.setenv("FRESHREC_MAX_BATCH_ROWS", "250")
+    generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=500, drift_at=0.5, seed=32))
+    first = run_state()  # publishes the first champion; no reference yet, so no drift report
+    assert first.is_completed()
+    assert "cycle-summary" in artifacts(first.state_details.flow_run_id)
+
+    def commit_fails(*args, **kwargs):
+        raise RuntimeError("the disk under PostgreSQL is full")
+
+    with pytest.MonkeyPatch.context() as patched:  # drift is measured, then the commit fails
+        patched.setattr(freshrec.cycles, "commit_cycle", commit_fails)
+        failed = run_state()
+    assert failed.is_failed() and "the disk under PostgreSQL is full" in failed.message
+    found = artifacts(failed.state_details.flow_run_id)
+    assert "failed" in found["cycle-summary"][0].data and "disk under PostgreSQL" in found["cycle-summary"][0].data
+    assert not {"drift-report", "drift-headline", "drift-columns"} & set(found)  # no report of a failed cycle
+    assert count(engine, "update_cycles", "status = 'failed'") == 1
+
+    measured = run_state()  # the same rows again, committed this time: now the drift report is shown
+    assert measured.is_completed()
+    found = artifacts(measured.state_details.flow_run_id)
+    assert {"cycle-summary", "drift-report", "drift-headline"} <= set(found)
+
+    with cycle_lock(engine, "default") as held:
+        assert held
+        skipped = run_state()
+    assert skipped.is_completed()
+    assert "skipped" in artifacts(skipped.state_details.flow_run_id)["cycle-summary"][0].data
+
+    measured_again = run_state()  # the 500 rows are all taken: an empty cycle
+    assert measured_again.is_completed() and measured_again.result()["status"] == "empty"
+    assert "empty" in artifacts(measured_again.state_details.flow_run_id)["cycle-summary"][0].data

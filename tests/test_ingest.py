@@ -1,8 +1,16 @@
-"""The pull sees every committed row once, in commit order, even when writers commit out of id order."""
+"""freshrec.ingest: the cursor takes every committed row exactly once, in bounded batches, whatever order the
+writers commit in and however many pullers race."""
+
+import random
+import threading
+import time
 
 import sqlalchemy as sa
 
 from freshrec import generate, ingest
+
+from helpers import INSERT_FOR_USER, insert_rows, take
+
 
 INSERT = sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at) "
                  "VALUES (1, 1, 'click', 1, 10, now()) RETURNING id")
@@ -120,3 +128,71 @@ def test_open_transaction_in_another_database_does_not_stall(engine, admin_engin
         other_engine.dispose()
         with admin_engine.connect() as conn:
             conn.execute(sa.text("DROP DATABASE IF EXISTS " + other + " WITH (FORCE)"))
+
+
+def test_out_of_order_writers_and_racing_pullers(engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO items (id, title) VALUES (1, 'x')"))
+    stop = threading.Event()
+    inserted: list[int] = []
+    taken: list[int] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(25):
+                with engine.connect() as conn:
+                    tx = conn.begin()
+                    ids = [conn.execute(INSERT_FOR_USER, {"u": seed * 1000 + rng.randrange(1000)}).scalar_one()
+                           for _ in range(rng.randint(1, 4))]
+                    time.sleep(rng.uniform(0, 0.03))  # commits land out of id order
+                    if rng.random() < 0.1:
+                        tx.rollback()
+                        continue
+                    tx.commit()
+                with lock:
+                    inserted.extend(ids)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def puller() -> None:
+        try:
+            while not stop.is_set():
+                pulled = take(engine, "c", 40)
+                if pulled is not None and pulled.rows:
+                    with lock:
+                        taken.extend(int(i) for i in pulled.frame["id"])
+                time.sleep(0.005)
+        except BaseException as exc:  # pragma: no cover
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(s,)) for s in range(1, 9)]
+    pullers = [threading.Thread(target=puller) for _ in range(2)]
+    for t in writers + pullers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in pullers:
+        t.join()
+    while (pulled := take(engine, "c", 1000)) is None or pulled.rows:  # drain
+        if pulled is not None:
+            taken.extend(int(i) for i in pulled.frame["id"])
+    assert not errors
+    assert len(inserted) > 150
+    assert len(taken) == len(set(taken)), "a row was taken twice"
+    assert sorted(taken) == sorted(inserted)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT sum(row_count) FROM ingest_batches")).scalar_one() == len(inserted)
+
+
+def test_backlog_is_taken_in_bounded_batches(engine):
+    ids = insert_rows(engine, 250)
+    sizes = []
+    while (pulled := take(engine, "c", 100)).rows:
+        sizes.append(pulled.rows)
+    assert sizes == [100, 100, 50]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT sum(row_count) FROM ingest_batches")).scalar_one() == len(ids)

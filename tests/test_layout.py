@@ -90,3 +90,10 @@ def test_every_named_query_exists_and_every_query_file_is_used():
     files = {p.stem for p in (ROOT / "sql" / "queries").glob("*.sql")}
     assert used - files == set(), "query() names without a file in sql/queries"
     assert files - used == set(), "unused query files"
+
+
+def test_every_core_module_has_a_test_module():
+    """tests/ mirrors freshrec/: freshrec/x.py is tested in tests/test_x.py (docs/testing.md)."""
+    modules = {p.stem for p in (ROOT / "freshrec").glob("*.py")} - {"__init__", "errors"}
+    missing = sorted(m for m in modules if not (ROOT / "tests" / f"test_{m}.py").is_file())
+    assert missing == [], f"core modules without tests/test_<module>.py: {missing}"

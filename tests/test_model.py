@@ -1,85 +1,26 @@
-"""The model: artifacts round-trip exactly, tampering is refused, a fine-tune learns a learnable pattern, and the
-item-id term learns what the text cannot."""
+"""freshrec.model: a clear error for an unknown base model, the item-id term learns what the text cannot, and the
+packaged models load without the network (artifacts: test_artifacts.py)."""
 
-import hashlib
+import socket
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from freshrec.errors import ModelError
+from freshrec.artifacts import load_artifact, save_artifact
 from freshrec.metrics import binary_metrics
-from freshrec.model import (build_model, id_inputs, load_artifact, load_tokenizer, new_model_config,
-                            read_artifact_config, save_artifact)
+from freshrec.model import build_model, id_inputs, load_tokenizer, new_model_config
 from freshrec.inference import predict
 from freshrec.settings import TrainingSettings
 from freshrec.trainer import train
 
-TOPICS = {"football": "sports", "guitar": "music", "recipe": "cooking", "laptop": "technology"}
-
-
-def examples(n: int, seed: int) -> pd.DataFrame:
-    """Users like items of the topic they liked before: learnable from text alone."""
-    rng = np.random.default_rng(seed)
-    words = list(TOPICS)
-    likes = rng.choice(words, n)
-    shown = np.where(rng.random(n) < 0.5, likes, rng.choice(words, n))
-    return pd.DataFrame({
-        "user_text": [f"liked: {w} review; {w} guide" for w in likes],
-        "item_text": [f"{w} special | {TOPICS[w]}" for w in shown],
-        "label": (likes == shown).astype(int),
-        # no history yet: neutral like-rates, so only the text can tell
-        "user_rate": 0.5, "item_rate": 0.5, "user_log_n": 0.0, "item_log_n": 0.0,
-    })
-
-
-def config(mode: str):
-    return new_model_config("tiny", mode, max_item_tokens=16, max_user_tokens=24, history_len=2, seed=0)
-
-
-@pytest.mark.parametrize("mode", ["full", "lora"])
-def test_artifact_round_trip_gives_identical_predictions(mode):
-    cfg = config(mode)
-    model = build_model(cfg)
-    tok = load_tokenizer("tiny")
-    data = examples(40, 0)
-    train(model, tok, cfg, data, TrainingSettings(model="tiny", train_mode=mode, max_train_steps=3))
-    artifact = save_artifact(model, cfg)
-    assert artifact.sha256 == hashlib.sha256(artifact.data).hexdigest()
-    assert artifact.data[:8] != b"\x80\x04\x95"  # safetensors, not a pickle
-    assert read_artifact_config(artifact.data).train_mode == mode
-    again, cfg2 = load_artifact(artifact.data, artifact.sha256)
-    np.testing.assert_array_equal(predict(model, tok, cfg, data), predict(again, tok, cfg2, data))
-
-
-def test_tampered_artifact_is_refused():
-    cfg = config("full")
-    artifact = save_artifact(build_model(cfg), cfg)
-    tampered = bytearray(artifact.data)
-    tampered[-1] ^= 0xFF
-    with pytest.raises(ModelError, match="altered"):
-        load_artifact(bytes(tampered), artifact.sha256)
+from helpers import config
 
 
 def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(ModelError, match="neither 'minilm', 'tiny' nor a folder"):
         new_model_config("no/such/model", "lora", max_item_tokens=8, max_user_tokens=8, history_len=1, seed=0)
-
-
-@pytest.mark.slow
-@pytest.mark.train
-def test_fine_tune_lowers_held_out_log_loss():
-    cfg = config("full")
-    model = build_model(cfg)
-    tok = load_tokenizer("tiny")
-    train_set, held_out = examples(800, 1), examples(300, 2)
-    before = binary_metrics(held_out["label"], predict(model, tok, cfg, held_out))
-    stats = train(model, tok, cfg, train_set, TrainingSettings(model="tiny", train_mode="full", learning_rate=3e-3,
-                                                         max_train_steps=150, epochs=6))
-    after = binary_metrics(held_out["label"], predict(model, tok, cfg, held_out))
-    assert stats.steps == 150
-    assert after["logloss"] < before["logloss"] - 0.05
-    assert after["auc"] > 0.75
 
 
 def same_text_examples(n: int, seed: int) -> pd.DataFrame:
@@ -122,3 +63,17 @@ def test_id_inputs_fold_ids_into_the_table_and_pad_unknowns():
     assert items.tolist() == [7, 3, 10]  # 23 shares row 3; -1 (an old probe pair) gets the zero padding row
     assert history.tolist() == [[1, 2, 5], [10, 10, 10], [10, 10, 10]]  # most recent history_len, padded
     assert id_inputs(config("lora"), [1], [[2]]) is None  # a version without the id term
+
+
+def test_models_load_without_the_network(monkeypatch):
+    from freshrec.model import build_model, load_tokenizer, new_model_config
+
+    def refuse(self, address):
+        raise OSError(f"network access attempted: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    load_tokenizer.cache_clear()
+    cfg = new_model_config("minilm", "lora", max_item_tokens=16, max_user_tokens=16, history_len=2, seed=0)
+    model = build_model(cfg)
+    assert cfg.hidden_size == 384 and sum(p.numel() for p in model.parameters() if p.requires_grad) < 1_000_000  # LoRA + head, not 22M
+    assert load_tokenizer("minilm")("hello")["input_ids"][0] == 101

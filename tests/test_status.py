@@ -1,4 +1,4 @@
-"""freshrec status and the quarantine views."""
+"""freshrec.status: horizon stalls, status and the quarantine views after a batch, rows waiting for the trigger."""
 
 import json
 import os
@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from freshrec import generate, ingest, quality
 from freshrec.cycles import begin_cycle, commit_batch
-from freshrec.status import ingest_status, quarantine_rows, quarantine_stats
+from freshrec.status import ingest_status, quarantine_rows, quarantine_stats, rows_waiting
+
 
 INSERT = sa.text("INSERT INTO interactions (user_id, item_id, event_type, label, dwell_ms, occurred_at) "
                  "VALUES (1, 1, 'click', 1, 5, now())")
@@ -60,3 +61,11 @@ def test_status_and_quarantine_after_a_batch(engine, database_url):
     out = subprocess.run([sys.executable, "-m", "freshrec_cli.main", "quarantine", "stats", "--json"],
                          capture_output=True, text=True, env=env, timeout=120, check=True)
     assert {r["reason"]: r["rows"] for r in json.loads(out.stdout)["reasons"]} == stats
+
+
+def test_rows_waiting_counts_past_the_cursor_up_to_the_cap(engine):
+    assert rows_waiting(engine, "default", 100) == 0
+    generate.insert_stream(engine, generate.StreamSpec(users=10, items=20, events=120, seed=41))
+    assert rows_waiting(engine, "default", 100) == 100  # capped: the trigger only asks "at least 100?"
+    assert rows_waiting(engine, "default", 1000) == 120
+    assert rows_waiting(engine, "another-consumer", 1000) == 120

@@ -1,15 +1,13 @@
-"""The synthetic generator and the MovieLens loader insert exactly what they say."""
+"""freshrec.generate: the synthetic stream inserts exactly what it says, shares one catalogue, drifts where asked,
+makes every kind of bad row, and streams at a rate."""
 
 import threading
 import time
 
 import numpy as np
-import pandas as pd
-import pytest
 import sqlalchemy as sa
 
-from freshrec import generate, movielens
-from freshrec.errors import FreshrecError
+from freshrec import generate
 
 from conftest import count
 
@@ -79,39 +77,3 @@ def test_live_rate_streams_over_time(engine):
     with engine.connect() as conn:
         txids = conn.execute(sa.text("SELECT count(DISTINCT txid) FROM interactions")).scalar_one()
     assert txids >= 3  # several small transactions, not one bulk insert
-
-
-def _write_movielens(folder):
-    folder.mkdir()
-    (folder / "movies.csv").write_bytes(
-        b'movieId,title,genres\r\n1,Toy Story (1995),Adventure|Animation|Children\r\n'
-        b'2,Jumanji (1995),Adventure|Children|Fantasy\r\n3,"Grumpier Old Men, The (1995)",Comedy|Romance\r\n')
-    (folder / "ratings.csv").write_bytes(
-        b"userId,movieId,rating,timestamp\r\n"
-        b"1,1,4.0,964982703\r\n1,3,4.5,964981247\r\n2,2,2.5,964982224\r\n2,1,3.5,964983815\r\n"
-        b"3,3,5.0,964981247\r\n")
-
-
-def test_movielens_loader(engine, tmp_path):
-    folder = tmp_path / "ml"
-    _write_movielens(folder)
-    result = movielens.load_movielens(engine, folder)
-    assert (result.items_created, result.events_inserted) == (3, 5)
-    with engine.connect() as conn:
-        items = conn.execute(sa.text("SELECT id, title, description, category FROM items ORDER BY id")).all()
-        events = pd.read_sql("SELECT user_id, item_id, event_type, label, occurred_at FROM interactions ORDER BY id",
-                             conn)
-    assert items[2] == (3, "Grumpier Old Men, The (1995)", "Comedy, Romance", "Comedy, Romance")
-    assert items[0].description == "Adventure, Animation, Children"
-    # timestamp order, ties broken by user then movie
-    assert list(zip(events.user_id, events.item_id)) == [(1, 3), (3, 3), (2, 2), (1, 1), (2, 1)]
-    assert events.label.tolist() == [1, 1, 0, 1, 0]
-    assert set(events.event_type) == {"rating"}
-    assert events.occurred_at.iloc[0] == pd.Timestamp(964981247, unit="s", tz="UTC")
-    # loading the catalogue again is idempotent
-    assert movielens.load_movielens(engine, folder).items_created == 0
-
-
-def test_movielens_bad_folder(engine, tmp_path):
-    with pytest.raises(FreshrecError, match="movies.csv"):
-        movielens.load_movielens(engine, tmp_path)

@@ -1,0 +1,60 @@
+"""freshrec.fine_tune, the stage called directly: a cold start, a warm start from the champion, too few rows."""
+
+import pytest
+
+from freshrec import generate, ingest, registry
+from freshrec.fine_tune import fine_tune
+from freshrec.gate import Decision
+from freshrec.settings import load_settings
+
+
+
+
+
+def clean_batch(engine, settings, events: int, seed: int):
+    """A pulled batch of the generator's stream without noise: every row is clean (the stage does not validate)."""
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=events, seed=seed))
+    pulled = ingest.pull_new_interactions(engine, settings.consumer, 10_000)
+    return pulled, pulled.frame
+
+
+@pytest.mark.train
+def test_cold_then_warm_start_trains_on_the_older_rows_and_compares_on_the_newest(engine):
+    settings = load_settings(model="tiny", train_mode="full")
+    pulled, clean = clean_batch(engine, settings, 400, 3)
+    cold = fine_tune(engine, clean.iloc[:200], None, settings, replay_before=pulled.from_cursor)
+    assert cold.trained and cold.cold_start and cold.champion_version is None and cold.skip_reason is None
+    every, held = set(cold.examples["id"]), set(cold.holdout["id"])
+    assert len(every) == 200 and held < every and len(held) == 40  # the newest fifth (FRESHREC_HOLDOUT_SHARE)
+    rest = cold.examples[~cold.examples["id"].isin(held)]
+    assert cold.holdout["occurred_at"].min() >= rest["occurred_at"].max()
+    # every clean row is trained on now, or queued for the next cycle: held out, or beyond the budget
+    assert cold.backlog_add["held_out"] == cold.holdout["id"].tolist()
+    assert not held & set(cold.backlog_add["not_trained"])
+    assert len(cold.backlog_add["not_trained"]) == 160 - cold.stats.fresh_rows_trained
+    assert cold.train_rows == 160 and cold.replay_rows == 0  # nothing older than the batch to replay
+    assert cold.metrics["candidate"]["n"] == 40 and "champion" not in cold.metrics
+    assert len(cold.new_probe) == 200  # the stability guard's probe set, drawn from this batch
+    assert cold.artifact.config["extra"]["lineage"] == {"kind": "cold_start", "parent": None}
+
+    with engine.begin() as conn:
+        registry.insert_version_and_maybe_promote(
+            conn, artifact=cold.artifact, decision=Decision(True, ["test"]), champion_before=None,
+            metrics=cold.metrics, batch_ids=[], cycle_id=None, reference_sample=None)
+    warm = fine_tune(engine, clean.iloc[200:], registry.load_champion(engine), settings,
+                     replay_before=pulled.from_cursor)
+    assert warm.trained and not warm.cold_start and warm.champion_version == 1
+    # test, then train: the champion scored every new row before the candidate trained on any
+    assert warm.examples["champion_score"].notna().all() and warm.metrics["prequential"]["n"] == len(warm.examples)
+    assert warm.metrics["champion"]["n"] == warm.metrics["candidate"]["n"] == len(warm.holdout)  # the same rows
+    assert {"auc", "logloss"} <= set(warm.metrics["gain"]) and warm.metrics["probe"]["n"] > 0
+    assert warm.artifact.config["extra"]["lineage"] == {"kind": "warm_start", "parent": 1}
+
+
+def test_a_batch_below_the_minimum_trains_nothing_and_waits_whole(engine):
+    settings = load_settings(model="tiny", train_mode="full", min_train_rows=500)
+    _, clean = clean_batch(engine, settings, 100, 4)
+    outcome = fine_tune(engine, clean, None, settings)
+    assert not outcome.trained and outcome.artifact is None and outcome.holdout.empty
+    assert f"{len(clean)} clean rows, fewer than the minimum of 500" in outcome.skip_reason
+    assert sorted(outcome.backlog_add["below_minimum"]) == sorted(clean["id"].astype(int).tolist())
