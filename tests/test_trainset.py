@@ -1,10 +1,11 @@
 """freshrec.trainset: the replay sample is bounded, skips quarantined and waiting rows, draws from the whole
-history and changes every cycle."""
+history and changes every cycle; the probe set is drawn once and stored only by the cycle's commit."""
 
+import pytest
 import sqlalchemy as sa
 
-from freshrec import generate, ingest
-from freshrec.trainset import replay_sample, replay_seed
+from freshrec import features, generate, ingest
+from freshrec.trainset import probe_pairs, replay_sample, replay_seed, write_probe_set
 
 
 def test_replay_is_bounded_and_skips_quarantined_and_waiting_rows(engine):
@@ -45,3 +46,22 @@ def test_replay_draws_from_the_whole_history_and_changes_every_cycle(engine):
     assert len(set(first["id"]) & set(second["id"])) < 100, "two cycles replayed mostly the same rows"
     again = replay_sample(engine, "default", cursor, 200, seed=replay_seed(0, cursor))
     assert again["id"].tolist() == first["id"].tolist()  # reproducible for the same cursor
+
+
+def test_a_new_probe_set_is_drawn_but_stored_only_when_the_cycle_commits(engine):
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=300, seed=5))
+    rows = ingest.pull_new_interactions(engine, "default", 1000).frame
+    examples = features.build_examples(engine, rows, 3, True)
+    probe, new = probe_pairs(engine, examples, 50, seed=0)
+    assert new is not None and len(probe) == len(new) == 50
+    def stored_rows() -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM probe_set")).scalar()
+
+    assert stored_rows() == 0  # drawing wrote nothing: a failed cycle leaves none
+    with engine.begin() as conn:  # what commit_cycle does, in its transaction
+        write_probe_set(conn, new)
+    stored, again = probe_pairs(engine, examples.iloc[::-1], 50, seed=1)
+    assert again is None and stored_rows() == 50
+    assert sorted(stored["item_text"]) == sorted(new["item_text"])  # the stored set, not a new draw
+    assert stored["user_rate"].to_numpy() == pytest.approx(new["user_rate"].to_numpy())
