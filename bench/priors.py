@@ -3,7 +3,7 @@
     python -m bench.priors --movielens ../shared/data/ml-latest-small [--last 10000] [--warmup 10836]
 
 Every MovieLens ranking here is dominated by who the user is and how liked the film is; the text models sit within
-0.003 AUC of the like-rate prior (see README, evaluation). This scores, on the same events and with the same
+0.003 AUC of the like-rate prior (see docs/evaluation.md). This scores, on the same events and with the same
 metric code, the priors a model could start from, each computed strictly from earlier ratings:
 
   item rate                   the film's smoothed like-rate (the popularity contender)

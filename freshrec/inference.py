@@ -27,7 +27,7 @@ def pick_device(requested: str, threads: int = 0):
         if not torch.cuda.is_available():
             from freshrec.errors import ModelError
             raise ModelError("FRESHREC_DEVICE is 'cuda' but PyTorch sees no GPU: install a CUDA build of torch "
-                             "(see README) or set FRESHREC_DEVICE=auto.")
+                             "(docs/operating.md, GPU) or set FRESHREC_DEVICE=auto.")
         return torch.device("cuda")
     torch.set_num_threads(cpu_threads(threads))
     return torch.device("cpu")

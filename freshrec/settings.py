@@ -84,7 +84,7 @@ class TrainingSettings(BaseModel):
         "split_holdout): the newest share, each user's newest share, or whole users.")
     replay_ratio: float = Field(2.0, ge=0, description="Replayed older rows per new training row, drawn uniformly "
                                 "from the whole history. Bursty streams (a few users per cycle) need a high "
-                                "ratio, or fine-tuning forgets everyone else: see README, evaluation.")
+                                "ratio, or fine-tuning forgets everyone else: see docs/evaluation.md.")
     max_backlog_rows: int = Field(50_000, gt=0, description="Most rows a cycle takes from the training backlog.")
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(32, gt=0, description="Examples per step on the CPU.")
@@ -96,11 +96,11 @@ class TrainingSettings(BaseModel):
     history_len: int = Field(5, ge=0, description="Recent positive items that make up the user text (and the "
                              "user side of the item-id term).")
     id_buckets: int = Field(0, ge=0, description="Rows of the item-id embedding table of new models, e.g. "
-                            "32768 (0, the default: text and like-rates only; see README, evaluation). Item ids "
+                            "32768 (0, the default: text and like-rates only; see docs/evaluation.md). Item ids "
                             "equal modulo the table size share a row.")
     category_rate: bool = Field(True, description="New models read the user's like-rate in the item's categories "
-                                "(items.category, comma-separated) instead of their overall like-rate; see README, "
-                                "evaluation.")
+                                "(items.category, comma-separated) instead of their overall like-rate; see "
+                                "docs/evaluation.md.")
     rebase_every: int = Field(0, ge=0, description="Every this many candidates, train one from the base model "
                               "on a recent window instead of warm-starting (freshrec/rebase.py); 0: only when "
                               "asked with `freshrec models rebase`.")
