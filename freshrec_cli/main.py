@@ -10,7 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from freshrec.cpu import OPENMP_DEFAULTS
+from freshrec_cli.options import JsonOpt, ModelOpt, checked_engine, current_settings, read_only_engine
 from freshrec_cli.output import emit, progress, setup_logging
+from freshrec_cli.records import quarantine_app, reports_app
+from freshrec_cli.registry import models_app
 
 # Defaults for Prefect before it is imported anywhere: no telemetry (it also logs spurious 'database is
 # locked' errors from the temporary server), freshrec's own loggers forwarded into Prefect's run logs, and more
@@ -27,47 +30,10 @@ for _key, _value in OPENMP_DEFAULTS.items():
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="freshrec keeps a recommender's transformer CTR model fresh.")
 db_app = typer.Typer(no_args_is_help=True, help="Schema migrations.")
-models_app = typer.Typer(no_args_is_help=True, help="The model registry.")
-quarantine_app = typer.Typer(no_args_is_help=True, help="Rows set aside by validation, with their reasons.")
-reports_app = typer.Typer(no_args_is_help=True, help="Evidently drift reports kept in the database.")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(reports_app, name="reports")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="minilm (default), tiny, or a Hugging Face "
-                                                 "model folder; overrides FRESHREC_MODEL.")]
-
-
-def _settings(**overrides):
-    from freshrec.settings import load_settings
-
-    return load_settings(**overrides)
-
-
-def _db_id(value: int | None, option: str) -> int | None:
-    """An id the database can hold (bigint): a larger one is a mistake of the caller, said in one sentence."""
-    from freshrec.errors import ConfigError
-
-    if value is not None and not 0 < value < 2**63:
-        raise ConfigError(f"{option} {value} is not an id freshrec could have made (ids run from 1 to 2^63-1): "
-                          "pass one that 'freshrec status', 'reports list' or 'models list' shows.")
-    return value
-
-
-def _engine(settings, migrate_check: bool = True):
-    from freshrec import migrations
-    from tasks.common import engine_for
-
-    engine = engine_for(settings)
-    if migrate_check:
-        if settings.database_url is None:
-            migrations.upgrade(engine)  # the embedded database is freshrec's own: keep it current
-        else:
-            migrations.require_current(engine)
-    return engine
-
 
 # --- db ---------------------------------------------------------------------------------------------------
 
@@ -77,7 +43,7 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
     """Apply pending migrations from sql/migrations (idempotent, safe to run concurrently)."""
     from freshrec import migrations
 
-    engine = _engine(_settings(), migrate_check=False)
+    engine = checked_engine(current_settings(), migrate_check=False)
     applied = migrations.upgrade(engine)
     emit({"applied": applied}, as_json,
          "applied: " + ", ".join(applied) if applied else "schema is up to date; nothing to apply")
@@ -90,7 +56,7 @@ def db_status(as_json: JsonOpt = False) -> None:
 
     from freshrec import migrations
 
-    engine = _engine(_settings(), migrate_check=False)
+    engine = checked_engine(current_settings(), migrate_check=False)
     states = migrations.status(engine)
     lines = [f"{s.version:04d}_{s.name:<30} {s.status:<8} {s.applied_at or ''}" for s in states]
     emit({"database": engine.url.render_as_string(hide_password=True),
@@ -119,7 +85,7 @@ def generate(
 
     from freshrec.generate import StreamSpec, insert_stream
 
-    engine = _engine(_settings())
+    engine = checked_engine(current_settings())
     spec = StreamSpec(users=users, items=items, events=events, rate=rate, drift_at=drift_at, seed=seed,
                       noise=noise)
     if rate > 0:
@@ -141,7 +107,7 @@ def load_movielens(
 
     from freshrec import movielens
 
-    engine = _engine(_settings())
+    engine = checked_engine(current_settings())
     result = movielens.load_movielens(engine, directory, limit=limit)
     emit(asdict(result), as_json, f"{result.items_created} new items, {result.events_inserted} ratings loaded "
          f"({result.first_event} .. {result.last_event}) in {result.seconds:.1f} s")
@@ -156,8 +122,8 @@ def run_once(model: ModelOpt = None, as_json: JsonOpt = False) -> None:
     from freshrec.summary import TABLE_HEADER, table_row
     from freshrec_cli.cycles import run_cycle
 
-    settings = _settings(model=model)
-    _engine(settings)
+    settings = current_settings(model=model)
+    checked_engine(settings)
     summary = run_cycle(settings)
     human = (f"{summary.get('message')}\n{TABLE_HEADER}\n{table_row(summary)}"
              + (f"\ndrift report: {summary['drift']['report_path']}" if (summary.get("drift") or {}).get("report_path")
@@ -176,7 +142,7 @@ def demo(
     """Migrate a fresh demo database, stream synthetic data with a drift point, and run update cycles on it."""
     from freshrec_cli.demo import run_demo
 
-    settings = _settings(model=model)
+    settings = current_settings(model=model)
     result = run_demo(settings, cycles=cycles, as_json=as_json, verbose=verbose)
     if as_json:
         emit(result, as_json)
@@ -193,8 +159,8 @@ def serve(
     """Run the update flow on a schedule as a Prefect deployment (flow.serve): one run at a time, in the UI."""
     from freshrec_cli.serving import serve_flow
 
-    settings = _settings(model=model)
-    _engine(settings)  # a wrong URL or an old schema stops here, in one sentence
+    settings = current_settings(model=model)
+    checked_engine(settings)  # a wrong URL or an old schema stops here, in one sentence
     serve_flow(settings, interval or settings.schedule_interval_s, name)
 
 
@@ -203,8 +169,8 @@ def watch(as_json: JsonOpt = False) -> None:
     """A serving process: load the champion, hot-swap on every publish or rollback, print each swap."""
     from freshrec_cli.serving import watch_champion
 
-    settings = _settings()
-    watch_champion(settings, _serving_engine(settings), as_json)
+    settings = current_settings()
+    watch_champion(settings, read_only_engine(settings), as_json)
 
 
 @app.command("api")
@@ -217,8 +183,8 @@ def api(
     """HTTP service: rankings from the hot-swapped champion, drift reports, models, status, /metrics."""
     from freshrec_cli.api import serve_api
 
-    settings = _settings(api_host=host, api_port=port)
-    serve_api(settings, _serving_engine(settings))
+    settings = current_settings(api_host=host, api_port=port)
+    serve_api(settings, read_only_engine(settings))
 
 
 # --- status and quarantine -------------------------------------------------------------------------------
@@ -229,8 +195,8 @@ def status(as_json: JsonOpt = False) -> None:
     """Ingestion status: interactions, rows consumed and quarantined, lag, horizon stalls, the last cycle."""
     from freshrec.status import ingest_status
 
-    settings = _settings()
-    st = ingest_status(_engine(settings), settings.consumer, settings.horizon_stall_s)
+    settings = current_settings()
+    st = ingest_status(checked_engine(settings), settings.consumer, settings.horizon_stall_s)
     last = st["last_cycle"]
     lines = [f"consumer {st['consumer']}: {st['interactions']} interactions, {st['rows_consumed']} consumed, "
              f"{st['rows_quarantined']} quarantined ({st['rejected_batches']} rejected batches)",
@@ -244,147 +210,6 @@ def status(as_json: JsonOpt = False) -> None:
     emit(st, as_json, "\n".join(lines))
 
 
-@quarantine_app.command("stats")
-def quarantine_stats(as_json: JsonOpt = False) -> None:
-    """Quarantined rows per reason code."""
-    from freshrec.status import quarantine_stats as stats
-
-    settings = _settings()
-    rows = stats(_engine(settings), settings.consumer)
-    emit({"consumer": settings.consumer, "reasons": rows}, as_json,
-         "\n".join(f"{r['reason']:<22} {r['rows']:>9}  last {r['last_seen'][:19]}" for r in rows)
-         or "nothing quarantined")
-
-
-@quarantine_app.command("list")
-def quarantine_list(
-    reason: Annotated[Optional[str], typer.Option(help="Only rows with this reason code.")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Only rows of this batch id.")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
-    as_json: JsonOpt = False,
-) -> None:
-    """Quarantined rows, newest first, with their reasons and the row as it was pulled."""
-    import json
-
-    from freshrec.status import quarantine_rows
-
-    settings = _settings()
-    rows = quarantine_rows(_engine(settings), settings.consumer, reason=reason, batch_id=_db_id(batch, "--batch"),
-                           limit=limit)
-    emit({"consumer": settings.consumer, "rows": rows}, as_json,
-         "\n".join(f"{r['interaction_id']:>10} batch {r['batch_id']:<6} {','.join(r['reasons']):<30} "
-                   f"{json.dumps(r['row_data'])[:120]}" for r in rows) or "no quarantined rows match")
-
-
-@reports_app.command("list")
-def reports_list(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOpt = False) -> None:
-    """Drift reports, newest first: dataset drift, share of drifted columns, which ones."""
-    from freshrec.reports import list_reports
-
-    rows = list_reports(_engine(_settings()), limit)
-    lines = [f"{'cycle':>6} {'drift':>5} {'share':>5} {'champion':>8} {'rows ref/cur':>13}  drifted columns"]
-    lines += [f"{r['cycle_id']:>6} {'yes' if r['dataset_drift'] else 'no':>5} {r['drifted_share']:>5.2f} "
-              f"{r['champion_version'] or '-':>8} {str(r['reference_rows']) + '/' + str(r['current_rows']):>13}  "
-              f"{', '.join(r['drifted_columns']) or '-'}" for r in rows]
-    emit({"reports": rows}, as_json, "\n".join(lines) if rows else "no drift reports yet")
-
-
-@reports_app.command("export")
-def reports_export(
-    cycle: Annotated[int, typer.Argument(help="Cycle id (see 'freshrec reports list').")],
-    path: Annotated[Path, typer.Argument(help="File to write, or a folder for cycle-NNNNNN-drift.html.")],
-    as_json: JsonOpt = False,
-) -> None:
-    """Write a cycle's drift report, as stored in the database, to an HTML file."""
-    from freshrec.reports import export_report
-
-    target = export_report(_engine(_settings()), _db_id(cycle, "cycle"), path)
-    emit({"cycle_id": cycle, "path": str(target)}, as_json, f"wrote {target}")
-
-
-# --- models -----------------------------------------------------------------------------------------------
-
-
-@models_app.command("list")
-def models_list(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOpt = False) -> None:
-    """List model versions, newest first, with their status, aliases and held-out metrics."""
-    from freshrec import registry
-
-    rows = registry.list_models(_engine(_settings()), limit)
-    lines = [f"{'version':>7} {'status':<10} {'aliases':<10} {'parent':>6} {'base':<8} {'AUC':>6} {'bytes':>9} created"]
-    for r in rows:
-        auc = (r["metrics"].get("candidate") or {}).get("auc")
-        lines.append(f"{r['version']:>7} {r['status']:<10} {','.join(r['aliases']) or '-':<10} "
-                     f"{r['parent_version'] or '-':>6} {r['base_model'][:8]:<8} "
-                     f"{('%.3f' % auc) if auc is not None else '-':>6} "
-                     f"{r['artifact_size'] if r['has_artifact'] else 'pruned':>9} {r['created_at'][:19]}")
-    emit({"models": rows}, as_json, "\n".join(lines) if rows else "no model versions yet")
-
-
-@models_app.command("show")
-def models_show(version: Annotated[int, typer.Argument(help="Model version.")], as_json: JsonOpt = False) -> None:
-    """One version: lineage, config, metrics on its held-out rows, every gate decision and alias move."""
-    import json
-
-    from freshrec import registry
-
-    info = registry.show_model(_engine(_settings()), _db_id(version, "version"))
-    m = info["metrics"]
-    lines = [f"version {info['version']}: {info['status']}" + (f" ({', '.join(info['aliases'])})" if info["aliases"]
-                                                              else ""),
-             f"parent {info['parent_version'] or '-'}, base {info['base_model']} ({info['train_mode']}), cycle "
-             f"{info['cycle_id']}, batches {info['training_batch_ids']}, created {info['created_at'][:19]}",
-             f"sha256 {info['artifact_sha256']} ({info['artifact_size']} bytes"
-             + (")" if info["has_artifact"] else ", bytes pruned)")]
-    for who in ("candidate", "champion", "prequential"):
-        if m.get(who):
-            lines.append(f"{who:>11}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                                     for k, v in m[who].items()))
-    for d in info["decisions"]:
-        lines.append(f"decision in cycle {d['cycle_id']}: {d['outcome']} vs champion {d['champion_version']}")
-        lines += [f"  {'pass' if r['passed'] else 'FAIL'} {r['rule']}: {r['detail']}" for r in d["rules"]]
-    for h in info["alias_history"]:
-        lines.append(f"{h['changed_at'][:19]} {h['action']} {h['alias']}: {h['from_version']} -> {h['to_version']}")
-    emit(json.loads(json.dumps(info, default=str)), as_json, "\n".join(lines))
-
-
-@models_app.command("promote")
-def models_promote(version: Annotated[int, typer.Argument(help="Model version to make champion.")],
-                   reason: Annotated[str, typer.Option(help="Why, for the alias history.")] = "promoted by hand",
-                   as_json: JsonOpt = False) -> None:
-    """Make a version the champion now (serving processes swap to it)."""
-    from freshrec import registry
-
-    settings = _settings()
-    result = registry.promote(_engine(settings), _db_id(version, "version"), reason,
-                              allowed_base_models=settings.base_models_allowed)
-    emit(result, as_json, f"champion is version {version}" + ("" if result["changed"] else " already"))
-
-
-@models_app.command("rollback")
-def models_rollback(reason: Annotated[str, typer.Option(help="Why, for the alias history.")] = "rolled back by hand",
-                    as_json: JsonOpt = False) -> None:
-    """Back to the previous champion (again: one further back), atomically and recorded."""
-    from freshrec import registry
-
-    settings = _settings()
-    result = registry.rollback(_engine(settings), reason, allowed_base_models=settings.base_models_allowed)
-    emit(result, as_json, f"champion is version {result['champion']} again (was {result['previous']})")
-
-
-@models_app.command("rebase")
-def models_rebase(reason: Annotated[str, typer.Option(help="Why, recorded with the candidate.")] = "asked by hand",
-                  as_json: JsonOpt = False) -> None:
-    """Train the next cycle's candidate from the base model with the current settings (a new lineage); it
-    competes with the champion through the same gate."""
-    from freshrec.rebase import request_rebase
-
-    settings = _settings()
-    request_rebase(_engine(settings), settings.consumer, reason)
-    emit({"consumer": settings.consumer, "rebase": "requested", "reason": reason}, as_json,
-         f"the next cycle of consumer {settings.consumer!r} that trains rebases from {settings.model}")
-
-
 @app.command("score")
 def score(
     user: Annotated[int, typer.Option("--user", help="User id.")],
@@ -396,34 +221,13 @@ def score(
     """Rank items for a user with the champion, as a serving process would (read-only role)."""
     from freshrec.serving import load_scorer, rank_items
 
-    settings = _settings()
-    engine = _serving_engine(settings)
+    settings = current_settings()
+    engine = read_only_engine(settings)
     scorer = load_scorer(engine, allowed_base_models=settings.base_models_allowed)
     ranked = rank_items(engine, scorer, user, items, top)
     emit({"user_id": user, "version": scorer.version, "items": ranked}, as_json,
          f"user {user}, champion version {scorer.version}:\n"
          + "\n".join(f"{r['score']:.3f}  {r['item_id']:>8}  {r['title']}" for r in ranked))
-
-
-def _serving_engine(settings):
-    """The read-only engine of the serving commands; one sentence if the role cannot be used."""
-    from freshrec.db import check_connection
-    from freshrec.errors import DatabaseError
-    from freshrec.serving import serving_engine
-    from tasks.common import database_url_for
-
-    _engine(settings)  # starts the embedded server if needed and checks the schema
-    url = database_url_for(settings)
-    engine = serving_engine(url.render_as_string(hide_password=False), settings.serving_role or None)
-    try:
-        check_connection(engine)
-    except DatabaseError as exc:
-        if settings.serving_role and "role" in str(exc):
-            raise DatabaseError(f"Cannot score as role {settings.serving_role} ({exc}): grant it to your user "
-                                f"(GRANT {settings.serving_role} TO you), or set FRESHREC_SERVING_ROLE= to score "
-                                "with your user's own rights.") from None
-        raise
-    return engine
 
 
 def main() -> None:
