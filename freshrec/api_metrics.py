@@ -71,6 +71,11 @@ class _StateCollector:
                          "started, while it runs).", _timestamp(last["finished_at"] or last["started_at"]))
             yield _gauge("freshrec_last_cycle_published", "1 when the latest cycle published a champion.",
                          1 if last["published"] else 0)
+            if last["fresh_coverage"] is not None:  # falling: training does not keep up with the stream
+                yield _gauge("freshrec_last_cycle_fresh_coverage", "Share of the latest cycle's fresh rows (new "
+                             "and carried over) that were in a training step.", last["fresh_coverage"])
+                yield _gauge("freshrec_last_cycle_rows_carried", "Rows the latest cycle left to the next one "
+                             "(held out, or beyond the training budget).", last["queued_for_next_cycle"] or 0)
         yield _gauge("freshrec_lag_rows", "Interactions committed but not consumed yet.", st["lag"]["rows"])
         yield _gauge("freshrec_lag_seconds", "How long the oldest unconsumed interaction has waited.",
                      st["lag"]["seconds"])
