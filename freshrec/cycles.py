@@ -232,14 +232,18 @@ def _record_batch(conn, *, cycle_id: int, pulled: PulledBatch, validated: Valida
     return batch_id
 
 
-def _move_backlog(conn, consumer: str, cycle_id: int, outcome: FineTuneOutcome) -> None:
-    """Rows trained on now leave the training backlog; rows held out or below the minimum join it."""
+def _move_backlog(conn, consumer: str, cycle_id: int, outcome: FineTuneOutcome, keep: int | None) -> int:
+    """Rows trained on now leave the training backlog; rows held out, below the minimum or beyond the budget join
+    it; past `keep` rows the oldest leave it. Returns how many left that way (expired)."""
     if outcome.backlog_used:
         conn.execute(query("backlog_take"), {"consumer": consumer, "ids": outcome.backlog_used})
     for reason, ids in outcome.backlog_add.items():
         if ids:
             conn.execute(query("backlog_add"), {"consumer": consumer, "reason": reason, "cycle_id": cycle_id,
                                                 "ids": ids})
+    if keep is None:
+        return 0
+    return len(conn.execute(query("backlog_expire"), {"consumer": consumer, "keep": keep}).all())
 
 
 def commit_batch(engine: Engine, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch) -> int:
@@ -265,6 +269,7 @@ def commit_cycle(
     decision: Decision,
     reference_sample: list[dict] | None,
     keep_rejected: int = 20,
+    backlog_keep: int | None = None,
 ) -> tuple[CycleSummary, PublishResult | None]:
     """Commit everything the cycle decided, atomically; raises ConcurrentCycleError if the cursor moved."""
     publish: PublishResult | None = None
@@ -275,7 +280,13 @@ def commit_cycle(
             if outcome.backlog_used:
                 batch_ids += [int(b) for b in conn.execute(query("training_batches_of_backlog"), {
                     "consumer": pulled.consumer, "ids": outcome.backlog_used}).scalars() if b != batch_id]
-            _move_backlog(conn, pulled.consumer, summary.cycle_id, outcome)
+            expired = _move_backlog(conn, pulled.consumer, summary.cycle_id, outcome, backlog_keep)
+            if expired:
+                log.warning("%d rows waited in the training backlog beyond the newest %d and left it untrained "
+                            "(training does not keep up: raise FRESHREC_MAX_TRAIN_SECONDS or shorten the "
+                            "interval)", expired, backlog_keep)
+            if summary.train:
+                summary.train["backlog_expired"] = expired
             if outcome.trained and outcome.metrics.get("rebase"):
                 request_done(conn, pulled.consumer)  # a rebase asked for by hand has been trained
             if outcome.new_probe is not None:

@@ -25,10 +25,12 @@ from freshrec.metrics import evaluate, paired_gains
 from freshrec.model import ModelConfig, build_model, new_model_config
 from freshrec.artifacts import Artifact, ChampionModel, load_artifact, save_artifact
 from freshrec.settings import Settings
-from freshrec.trainer import LrState, TrainStats, learning_rate_state, train
+from freshrec.trainer import FIRST_PASS_REPLAY_SHARE, LrState, TrainStats, learning_rate_state, train
 from freshrec.trainset import probe_pairs, replay_sample, replay_seed, training_backlog
 
 log = logging.getLogger(__name__)
+
+FRESH_BLOCK_BATCHES = 4  # fresh rows are shuffled within blocks of this many steps' rows, newest block first
 
 
 @dataclass
@@ -114,7 +116,12 @@ def fine_tune(
 
     timer = time.perf_counter()
     train_part, holdout = split_holdout(examples, cfg.holdout_share, cfg.holdout, cfg.seed)
-    backlog = training_backlog(engine, consumer, cfg.max_backlog_rows)
+    # The backlog is read newest first, and no more of it than this cycle's step budget could train in its first
+    # pass: under sustained overload the newest rows train, and the oldest wait (and expire past
+    # FRESHREC_MAX_BACKLOG_ROWS, counted in the cycle record; they stay in the history that replay draws from).
+    per_step = (cfg.gpu_batch_size if device.type == "cuda" else cfg.batch_size) * max(1, cfg.grad_accum_steps)
+    capacity = int(cfg.max_train_steps * per_step * (1 - FIRST_PASS_REPLAY_SHARE))
+    backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))))
     waiting = (build_examples(engine, backlog, cfg.history_len, categories, quarantined_ids) if len(backlog)
                else pd.DataFrame())
     replay = pd.DataFrame()
@@ -130,7 +137,11 @@ def fine_tune(
                               replay_seed(cfg.seed, replay_before))
         if len(older):
             replay = build_examples(engine, older, cfg.history_len, categories, quarantined_ids)
-    train_set = pd.concat([part for part in (waiting, train_part, replay) if len(part)], ignore_index=True)
+    # Fresh rows (this cycle's and the backlog's) newest first, then the replayed ones (trainer.batch_order).
+    fresh_set = pd.concat([part for part in (train_part, waiting) if len(part)], ignore_index=True)
+    if len(fresh_set):
+        fresh_set = fresh_set.sort_values(["occurred_at", "id"], ascending=False, kind="stable", ignore_index=True)
+    train_set = pd.concat([part for part in (fresh_set, replay) if len(part)], ignore_index=True)
 
     lr_state = learning_rate_state(engine, cfg.learning_rate)
     budget = cfg
@@ -145,11 +156,11 @@ def fine_tune(
                                   max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=cfg.seed,
                                   id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)
         candidate = build_model(config)
-    fresh = len(waiting) + len(train_part)  # train_set starts with them: every one before replay repeats
+    fresh = len(fresh_set)  # train_set starts with them: every one before replay repeats
     cand_tokenizer = tokenizer if config.base_model == (champion_config.base_model if champion_config
                                                          else cfg.model) else load_tokenizer(config.base_model)
     stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
-                  fresh_rows=fresh)
+                  fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step)
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
              "%.0f examples/s, loss %.4f -> %.4f; fresh rows trained %d of %d", stats.steps, lr_state.lr,
              len(train_set), len(waiting), len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0,
@@ -194,9 +205,10 @@ def fine_tune(
     outcome.replay_rows = len(replay)
     # Fresh rows the budget did not reach stay queued (backlog rows) or join the queue: the next cycle
     # trains them first, so no clean row is silently never seen.
-    trained = stats.trained_mask
-    outcome.backlog_used = (waiting["id"][trained[:len(waiting)]].astype(int).tolist() if len(waiting) else [])
+    trained_ids = set(fresh_set["id"][stats.trained_mask[:fresh]].astype(int).tolist()) if fresh else set()
+    outcome.backlog_used = [i for i in (waiting["id"].astype(int).tolist() if len(waiting) else [])
+                            if i in trained_ids]
     outcome.backlog_add = {"held_out": holdout["id"].astype(int).tolist(),
-                           "not_trained": train_part["id"][~trained[len(waiting):fresh]].astype(int).tolist()}
+                           "not_trained": [i for i in train_part["id"].astype(int).tolist() if i not in trained_ids]}
     outcome.stats = stats
     return outcome

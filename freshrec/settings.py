@@ -85,7 +85,9 @@ class TrainingSettings(BaseModel):
     replay_ratio: float = Field(2.0, ge=0, description="Replayed older rows per new training row, drawn uniformly "
                                 "from the whole history. Bursty streams (a few users per cycle) need a high "
                                 "ratio, or fine-tuning forgets everyone else: see docs/evaluation.md.")
-    max_backlog_rows: int = Field(50_000, gt=0, description="Most rows a cycle takes from the training backlog.")
+    max_backlog_rows: int = Field(50_000, gt=0, description="Most rows the training backlog keeps, the newest; "
+                                  "older ones leave it untrained (counted as backlog_expired). A cycle reads "
+                                  "the newest first, no more than its step budget can train.")
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(32, gt=0, description="Examples per step on the CPU.")
     gpu_batch_size: int = Field(256, gt=0, description="Examples per step on a GPU (fills the card better).")

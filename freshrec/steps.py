@@ -109,6 +109,6 @@ def commit(settings: Settings, engine: Engine, cycle_id: int, pulled: PulledBatc
     summary, _ = cycles.commit_cycle(
         engine, summary=summary, pulled=pulled, validated=validated, outcome=outcome, drift=report,
         drift_path=drift_path, decision=decision, reference_sample=reference,
-        keep_rejected=settings.keep_rejected_artifacts)
+        keep_rejected=settings.keep_rejected_artifacts, backlog_keep=settings.max_backlog_rows)
     return summary
 

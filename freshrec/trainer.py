@@ -91,12 +91,22 @@ def param_groups(model, lr: float) -> list[dict]:
     return groups
 
 
-def batch_order(n: int, fresh: int, batch_size: int, epochs: int, rng) -> list[np.ndarray]:
+def batch_order(n: int, fresh: int, batch_size: int, epochs: int, rng, block: int | None = None
+                ) -> list[np.ndarray]:
     """The example rows of each micro-batch: every fresh row (rows [0, fresh)) comes in the first pass, each batch
     topped up with FIRST_PASS_REPLAY_SHARE replayed rows; the replayed rows the first pass left follow; later
     epochs are uniform permutations of everything. So a budget that ends early has seen the most fresh rows
-    possible, and replay is still drawn uniformly."""
-    fresh_rows, replayed = rng.permutation(fresh), fresh + rng.permutation(n - fresh)
+    possible, and replay is still drawn uniformly.
+
+    block: the fresh rows are in priority order (the caller puts the newest first) and are shuffled only within
+    consecutive blocks of this many rows, so a budget that ends early has trained the highest-priority ones;
+    None: one uniform shuffle of all fresh rows."""
+    if block:
+        fresh_rows = np.concatenate([lo + rng.permutation(min(block, fresh - lo)) for lo in range(0, fresh, block)]
+                                    or [np.arange(0)])
+    else:
+        fresh_rows = rng.permutation(fresh)
+    replayed = fresh + rng.permutation(n - fresh)
     per_batch = min(batch_size - 1, round(batch_size * FIRST_PASS_REPLAY_SHARE)) if len(replayed) else 0
     take = batch_size - per_batch
     batches, used = [], 0
@@ -114,11 +124,12 @@ def batch_order(n: int, fresh: int, batch_size: int, epochs: int, rng) -> list[n
 
 def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: TrainingSettings,
           progress: Callable[[str], None] | None = None, learning_rate: float | None = None,
-          fresh_rows: int | None = None) -> TrainStats:
+          fresh_rows: int | None = None, fresh_block: int | None = None) -> TrainStats:
     """Fine-tune in place on the examples, within the step and time budget (steps are optimizer steps).
 
     The first `fresh_rows` examples (default: all) are the fresh ones: each comes before any replayed row is
-    used twice (batch_order); the stats say how many of them made it into a step."""
+    used twice (batch_order; with fresh_block, in their given order, shuffled within blocks); the stats say how
+    many of them made it into a step."""
     import torch
 
     device = pick_device(cfg.device, cfg.cpu_threads)
@@ -133,7 +144,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     accum = max(1, cfg.grad_accum_steps)
     n = len(examples)
     fresh = n if fresh_rows is None else min(n, fresh_rows)
-    batches = batch_order(n, fresh, batch_size, cfg.epochs, rng)
+    batches = batch_order(n, fresh, batch_size, cfg.epochs, rng, fresh_block)
     total = min(cfg.max_train_steps, math.ceil(len(batches) / accum))
     labels = torch.as_tensor(examples["label"].to_numpy(dtype=np.float32))
     users, items = _texts(tokenizer, config, examples)

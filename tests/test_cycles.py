@@ -102,3 +102,22 @@ def test_a_skipped_run_is_recorded_beside_the_running_cycle_and_a_failure_keeps_
         status, error = conn.execute(sa.text("SELECT status, error FROM update_cycles WHERE id = :i"),
                                      {"i": running}).one()
     assert status == "failed" and error.startswith("RuntimeError: ") and len(error) == 4000
+
+
+def test_the_training_backlog_keeps_its_newest_rows_and_counts_the_rest(engine):
+    from freshrec import generate
+    from freshrec.cycles import _move_backlog
+    from freshrec.fine_tune import FineTuneOutcome
+
+    generate.insert_stream(engine, generate.StreamSpec(users=10, items=20, events=60, seed=9))
+    cycle_id = begin_cycle(engine, "default")
+    with engine.connect() as conn:
+        ids = conn.execute(sa.text("SELECT id FROM interactions ORDER BY occurred_at, id")).scalars().all()
+    outcome = FineTuneOutcome(True, None, None, None, None, backlog_add={"not_trained": list(ids)})
+    with engine.begin() as conn:
+        assert _move_backlog(conn, "default", cycle_id, outcome, keep=25) == len(ids) - 25
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text("SELECT interaction_id FROM training_backlog")).scalars().all()
+    assert sorted(kept) == sorted(ids[-25:])  # the newest 25 by event time stay; the older ones left, counted
+    with engine.begin() as conn:  # under the limit nothing leaves
+        assert _move_backlog(conn, "default", cycle_id, FineTuneOutcome(True, None, None, None, None), keep=25) == 0

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from bench.api_load import background_server, wait_until
 from freshrec import generate
 from freshrec.api import create_app
+from freshrec.fine_tune import FRESH_BLOCK_BATCHES
 
 from conftest import count, publish_everything
 from helpers import champion, metric
@@ -51,6 +52,9 @@ def test_fresh_rows_beyond_the_budget_are_trained_first_next_cycle(prefect_harne
     assert _cycle()["train"]["fresh_coverage"] == 1.0  # the default budget covers a small batch
     env.setenv("FRESHREC_MAX_TRAIN_STEPS", "3")
     env.setenv("FRESHREC_BATCH_SIZE", "16")
+    with engine.connect() as conn:
+        first_new_id = conn.execute(sa.text("SELECT max(id) FROM interactions")).scalar_one()
+    waiting_before = count(engine, "training_backlog")  # the first cycle's held-out rows
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=400, seed=11))
     limited = _cycle()
     train_info = limited["train"]
@@ -59,12 +63,24 @@ def test_fresh_rows_beyond_the_budget_are_trained_first_next_cycle(prefect_harne
         train_info["holdout_rows"]
     # 3 steps of 16 rows, 12 of them fresh and 4 replayed: the rest waits, nothing is silently dropped
     assert train_info["fresh_rows_trained"] == 3 * 12 and train_info["fresh_coverage"] < 1
-    assert count(engine, "training_backlog", "reason IN ('not_trained', 'held_out')") == \
-        fresh - 36 + train_info["holdout_rows"]
+    # the cycle read no more of the backlog than 3 steps can train; what it did not read still waits
+    unread = waiting_before - train_info["backlog_rows"]
+    waiting = fresh - 36 + train_info["holdout_rows"] + unread
+    assert count(engine, "training_backlog", "reason IN ('not_trained', 'held_out')") == waiting
+    # newest first: the rows left untrained are older than the trained ones, but for one shuffled block
+    with engine.connect() as conn:
+        trained_from = conn.execute(sa.text(
+            "SELECT min(occurred_at) FROM interactions WHERE id > :first AND id NOT IN "
+            "(SELECT interaction_id FROM training_backlog) AND id NOT IN (SELECT interaction_id FROM quarantine)"),
+            {"first": first_new_id}).scalar_one()
+        newer_untrained = conn.execute(sa.text(
+            "SELECT count(*) FROM training_backlog b JOIN interactions x ON x.id = b.interaction_id "
+            "WHERE b.reason = 'not_trained' AND x.occurred_at > :t"), {"t": trained_from}).scalar_one()
+    assert newer_untrained <= FRESH_BLOCK_BATCHES * 16 - 36
     env.setenv("FRESHREC_MAX_TRAIN_STEPS", "1000")
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=100, seed=12))
     catch_up = _cycle()
-    assert catch_up["train"]["backlog_rows"] == fresh - 36 + train_info["holdout_rows"]
+    assert catch_up["train"]["backlog_rows"] == waiting and catch_up["train"]["backlog_expired"] == 0
     assert catch_up["train"]["fresh_coverage"] == 1.0
     assert count(engine, "training_backlog", "reason = 'not_trained'") == 0
 

@@ -58,6 +58,19 @@ def test_first_pass_covers_every_fresh_row_before_replay_repeats():
     assert sorted(plain.tolist()) == list(range(50))
 
 
+def test_fresh_rows_in_priority_order_train_the_first_block_first():
+    from freshrec.trainer import FIRST_PASS_REPLAY_SHARE, batch_order
+
+    n, fresh, size, block = 500, 200, 16, 64  # rows [0, fresh) newest first, as fine_tune orders them
+    batches = batch_order(n, fresh, size, epochs=1, rng=np.random.default_rng(0), block=block)
+    take = size - round(size * FIRST_PASS_REPLAY_SHARE)
+    first_pass = np.concatenate([b[b < fresh] for b in batches[:-(-fresh // take)]])
+    assert sorted(first_pass.tolist()) == list(range(fresh))  # every fresh row, once
+    blocks = first_pass // block
+    assert (np.diff(blocks) >= 0).all()  # a budget that stops early has trained the newest blocks
+    assert first_pass[:block].tolist() != list(range(block))  # shuffled within a block
+
+
 @pytest.mark.slow
 @pytest.mark.train
 def test_fine_tune_lowers_held_out_log_loss():

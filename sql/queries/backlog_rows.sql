@@ -1,7 +1,8 @@
--- The oldest rows waiting to be trained on, as interaction rows.
+-- The newest rows waiting to be trained on, as interaction rows (a budget that cannot take them all trains the
+-- newest; the oldest expire past FRESHREC_MAX_BACKLOG_ROWS: backlog_expire.sql).
 SELECT x.id, x.user_id, x.item_id, x.event_type, x.label, x.dwell_ms, x.occurred_at
 FROM training_backlog b
 JOIN interactions x ON x.id = b.interaction_id
 WHERE b.consumer = :consumer
-ORDER BY x.occurred_at, x.id
+ORDER BY x.occurred_at DESC, x.id DESC
 LIMIT :max_rows
