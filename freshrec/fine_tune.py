@@ -203,8 +203,8 @@ def fine_tune(
     outcome.train_rows = len(train_set)
     outcome.backlog_rows = len(waiting)
     outcome.replay_rows = len(replay)
-    # Fresh rows the budget did not reach stay queued (backlog rows) or join the queue: the next cycle
-    # trains them first, so no clean row is silently never seen.
+    # Fresh rows the budget did not reach stay queued (backlog rows) or join the queue: later cycles train the
+    # newest first; past FRESHREC_MAX_BACKLOG_ROWS the oldest leave it, counted (cycles.py): none silently.
     trained_ids = set(fresh_set["id"][stats.trained_mask[:fresh]].astype(int).tolist()) if fresh else set()
     outcome.backlog_used = [i for i in (waiting["id"].astype(int).tolist() if len(waiting) else [])
                             if i in trained_ids]
