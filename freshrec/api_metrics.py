@@ -76,6 +76,9 @@ class _StateCollector:
                              "and carried over) that were in a training step.", last["fresh_coverage"])
                 yield _gauge("freshrec_last_cycle_rows_carried", "Rows the latest cycle left to the next one "
                              "(held out, or beyond the training budget).", last["queued_for_next_cycle"] or 0)
+                yield _gauge("freshrec_last_cycle_backlog_expired", "Rows that left the training backlog "
+                             "untrained in the latest cycle (past FRESHREC_MAX_BACKLOG_ROWS).",
+                             last["backlog_expired"] or 0)
         yield _gauge("freshrec_lag_rows", "Interactions committed but not consumed yet.", st["lag"]["rows"])
         yield _gauge("freshrec_lag_seconds", "How long the oldest unconsumed interaction has waited.",
                      st["lag"]["seconds"])

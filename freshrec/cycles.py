@@ -283,8 +283,8 @@ def commit_cycle(
             expired = _move_backlog(conn, pulled.consumer, summary.cycle_id, outcome, backlog_keep)
             if expired:
                 log.warning("%d rows waited in the training backlog beyond the newest %d and left it untrained "
-                            "(training does not keep up: raise FRESHREC_MAX_TRAIN_SECONDS or shorten the "
-                            "interval)", expired, backlog_keep)
+                            "(training does not keep up: raise FRESHREC_MAX_TRAIN_SECONDS and "
+                            "FRESHREC_MAX_TRAIN_STEPS, or shorten the interval)", expired, backlog_keep)
             if summary.train:
                 summary.train["backlog_expired"] = expired
             if outcome.trained and outcome.metrics.get("rebase"):

@@ -3,8 +3,9 @@
 Test-then-train: the champion scores every new row before anything trains on it (the prequential metric);
 the candidate trains on the rows waiting in the training backlog, the rest of the batch and a replay sample
 of older rows (trainer.py runs the loop), and champion and candidate are compared on the same held-out rows (by
-default the newest slice of the batch; FRESHREC_HOLDOUT). Those rows go to the backlog, so the next cycle trains
-on them: no row is wasted. Nothing is written here: the cycle's commit stores what the outcome carries.
+default the newest slice of the batch; FRESHREC_HOLDOUT). Those rows, and any the budget did not reach, go to the
+backlog, which later cycles train newest first; past FRESHREC_MAX_BACKLOG_ROWS its oldest rows leave it untrained,
+counted in the cycle record. Nothing is written here: the cycle's commit stores what the outcome carries.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from freshrec.trainset import probe_pairs, replay_sample, replay_seed, training_
 
 log = logging.getLogger(__name__)
 
-FRESH_BLOCK_BATCHES = 4  # fresh rows are shuffled within blocks of this many steps' rows, newest block first
+FRESH_BLOCK_BATCHES = 4  # fresh rows are shuffled within blocks of this many batches' worth, newest block first
+REBASE_STEPS = 10**9  # a rebase is bounded by FRESHREC_REBASE_TRAIN_SECONDS alone
 
 
 @dataclass
@@ -120,7 +122,8 @@ def fine_tune(
     # pass: under sustained overload the newest rows train, and the oldest wait (and expire past
     # FRESHREC_MAX_BACKLOG_ROWS, counted in the cycle record; they stay in the history that replay draws from).
     per_step = (cfg.gpu_batch_size if device.type == "cuda" else cfg.batch_size) * max(1, cfg.grad_accum_steps)
-    capacity = int(cfg.max_train_steps * per_step * (1 - FIRST_PASS_REPLAY_SHARE))
+    steps = REBASE_STEPS if rebase else cfg.max_train_steps  # a rebase has its own budget (below)
+    capacity = int(steps * per_step * (1 - FIRST_PASS_REPLAY_SHARE))
     backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))))
     waiting = (build_examples(engine, backlog, cfg.history_len, categories, quarantined_ids) if len(backlog)
                else pd.DataFrame())
@@ -147,8 +150,8 @@ def fine_tune(
     budget = cfg
     if rebase:  # a fresh start: the configured rate, a budget of its own, one pass over the window
         lr_state = LrState(cfg.learning_rate, cfg.learning_rate)
-        budget = cfg.model_copy(update={"max_train_seconds": cfg.rebase_train_seconds, "max_train_steps": 10**9,
-                                         "epochs": 1})
+        budget = cfg.model_copy(update={"max_train_seconds": cfg.rebase_train_seconds,
+                                        "max_train_steps": REBASE_STEPS, "epochs": 1})
     if champion_model is not None and not rebase:
         candidate, config = load_artifact(champion.artifact)  # warm start: a second copy of the champion
     else:

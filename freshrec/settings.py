@@ -60,7 +60,7 @@ class QualityRules(BaseModel):
 
     @field_validator("event_types")
     @classmethod
-    def _names_are_not_blank(cls, names: list[str]) -> list[str]:
+    def _event_types_are_not_blank(cls, names: tuple[str, ...]) -> tuple[str, ...]:
         return checks.check_names(names)
 
 
@@ -137,9 +137,10 @@ class DriftSettings(BaseModel):
     drift_monitor_only: list[str] = Field(["hour"], description="Columns shown in the drift report but not "
                                           "counted towards dataset drift (seasonal ones).")
 
+    # Each validator needs a name of its own: Settings combines the groups, and same-named ones replace each other.
     @field_validator("drift_monitor_only")
     @classmethod
-    def _names_are_not_blank(cls, names: list[str]) -> list[str]:
+    def _monitor_only_names_are_not_blank(cls, names: list[str]) -> list[str]:
         return checks.check_names(names)
 
     @field_validator("drift_num_method", "drift_cat_method")

@@ -257,6 +257,7 @@ def test_a_drift_report_opens_from_its_prefect_artifact_link(prefect_harness, en
         assert metric(text, "freshrec_lag_rows") == 0
         assert metric(text, "freshrec_last_cycle_fresh_coverage") == second["train"]["fresh_coverage"] > 0
         assert metric(text, "freshrec_last_cycle_rows_carried") == second["train"]["queued_for_next_cycle"] > 0
+        assert metric(text, "freshrec_last_cycle_backlog_expired") == second["train"]["backlog_expired"] == 0
         champion = http.get("/models").json()["models"][0]
         wait_until(lambda: http.get("/readyz").json()["champion_version"] == champion["version"],
                    what="the published champion")

@@ -56,6 +56,9 @@ BAD_SETTINGS = [
      ["FRESHREC_EVENT_TYPES", "not valid JSON", '["click"']),
     ("event types empty", {"FRESHREC_EVENT_TYPES": "[]"}, ["FRESHREC_EVENT_TYPES", "at least 1"]),
     ("blank event type", {"FRESHREC_EVENT_TYPES": '["click", " "]'}, ["FRESHREC_EVENT_TYPES", "blank"]),
+    # a check of its own group's name: combined into Settings, same-named validators replaced each other once
+    ("blank monitored column", {"FRESHREC_DRIFT_MONITOR_ONLY": '["hour", " "]'},
+     ["FRESHREC_DRIFT_MONITOR_ONLY", "blank"]),
     ("numeric drift method for categories", {"FRESHREC_DRIFT_CAT_METHOD": "ks"},
      ["FRESHREC_DRIFT_CAT_METHOD", "no categorical drift method 'ks'", "chisquare"]),
     ("unknown drift method", {"FRESHREC_DRIFT_NUM_METHOD": "kolmogorov"},
