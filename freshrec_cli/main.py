@@ -204,10 +204,12 @@ def status(as_json: JsonOpt = False) -> None:
              "last cycle: " + (f"{last['id']} {last['status']} at {last['finished_at'] or last['started_at']}"
                                if last else "none yet")]
     if last and last["fresh_coverage"] is not None:
+        behind = last["fresh_coverage"] < 0.9 or (last["backlog_expired"] or 0) > 0
         lines.append(f"last cycle trained {last['fresh_coverage']:.0%} of its fresh rows, carried "
                      f"{last['queued_for_next_cycle'] or 0} to the next and let {last['backlog_expired'] or 0} "
-                     "expire from the training backlog (falling coverage or expiring rows: raise "
-                     "FRESHREC_MAX_TRAIN_SECONDS and FRESHREC_MAX_TRAIN_STEPS, or shorten the interval)")
+                     "expire from the training backlog" + (": training does not keep up; raise "
+                     "FRESHREC_MAX_TRAIN_SECONDS and FRESHREC_MAX_TRAIN_STEPS, or shorten the interval"
+                                                           if behind else ""))
     if st["horizon_stall"]:
         from freshrec.ingest import HorizonStall
 
