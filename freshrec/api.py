@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from freshrec.api_metrics import ServiceMetrics
 from freshrec.errors import FreshrecError, ModelError
+from freshrec.ingest import DEFAULT_STALL_S
 from freshrec.ranking import NoChampionYet, RankingService
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _plain(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def create_app(engine: Engine, *, consumer: str = "default", stall_after_s: float = 60.0,
+def create_app(engine: Engine, *, consumer: str = "default", stall_after_s: float = DEFAULT_STALL_S,
                max_candidates: int = 20_000, catalogue_refresh_s: float = 60.0, recheck_s: float = 30.0,
                allowed_base_models: tuple[str, ...] | None = None) -> FastAPI:
     """The service on `engine` (connect it as the serving role: freshrec.serving.serving_engine); artifacts may

@@ -35,6 +35,10 @@ from freshrec.trainset import write_probe_set
 
 log = logging.getLogger(__name__)
 
+# What to do when training does not keep up with the stream (the log below, `freshrec status`).
+FALLING_BEHIND_ADVICE = ("raise FRESHREC_MAX_TRAIN_SECONDS and FRESHREC_MAX_TRAIN_STEPS, or shorten the "
+                         "interval")
+
 
 @dataclass
 class CycleSummary:
@@ -283,8 +287,7 @@ def commit_cycle(
             expired = _move_backlog(conn, pulled.consumer, summary.cycle_id, outcome, backlog_keep)
             if expired:
                 log.warning("%d rows waited in the training backlog beyond the newest %d and left it untrained "
-                            "(training does not keep up: raise FRESHREC_MAX_TRAIN_SECONDS and "
-                            "FRESHREC_MAX_TRAIN_STEPS, or shorten the interval)", expired, backlog_keep)
+                            "(training does not keep up: %s)", expired, backlog_keep, FALLING_BEHIND_ADVICE)
             if summary.train:
                 summary.train["backlog_expired"] = expired
             if outcome.trained and outcome.metrics.get("rebase"):

@@ -107,7 +107,7 @@ def fine_tune(
         metrics["prequential"] = evaluate(examples["user_id"], examples["label"], examples["champion_score"],
                                           gate.min_eval_rows)
     outcome = FineTuneOutcome(False, None, champion.version if champion else None, examples, examples.iloc[0:0],
-                            metrics, cold_start=champion is None)
+                              metrics, cold_start=champion is None)
     outcome.seconds["score"] = time.perf_counter() - timer
     if len(examples) < cfg.min_train_rows:
         outcome.skip_reason = (f"{len(examples)} clean rows, fewer than the minimum of {cfg.min_train_rows}: "

@@ -146,7 +146,7 @@ def read_cursor(engine: Engine, consumer: str) -> Cursor:
     return Cursor(row.last_txid, int(row.last_id))
 
 
-def measure_lag(engine: Engine, cursor: Cursor, stall_after_s: float = 60.0) -> Lag:
+def measure_lag(engine: Engine, cursor: Cursor, stall_after_s: float = DEFAULT_STALL_S) -> Lag:
     """Rows and seconds behind the cursor, and a horizon stall when an old transaction holds rows back."""
     with engine.connect() as conn:
         row = conn.execute(query("ingest_lag"), cursor.as_params()).one()

@@ -6,11 +6,12 @@ from dataclasses import asdict
 
 from sqlalchemy.engine import Engine
 
-from freshrec.ingest import Cursor, measure_lag, read_cursor
+from freshrec.ingest import DEFAULT_STALL_S, Cursor, measure_lag, read_cursor
 from freshrec.sqlfiles import query
 
 
-def ingest_status(engine: Engine, consumer: str, stall_after_s: float = 60.0, read_only: bool = False) -> dict:
+def ingest_status(engine: Engine, consumer: str, stall_after_s: float = DEFAULT_STALL_S,
+                  read_only: bool = False) -> dict:
     """read_only: do not create the consumer's cursor (a read-only role; a missing cursor is at the start)."""
     cursor = peek_cursor(engine, consumer) if read_only else read_cursor(engine, consumer)
     lag = measure_lag(engine, cursor, stall_after_s)

@@ -193,6 +193,7 @@ def api(
 @app.command("status")
 def status(as_json: JsonOpt = False) -> None:
     """Ingestion status: interactions, rows consumed and quarantined, lag, horizon stalls, the last cycle."""
+    from freshrec.cycles import FALLING_BEHIND_ADVICE
     from freshrec.status import ingest_status
 
     settings = current_settings()
@@ -207,9 +208,8 @@ def status(as_json: JsonOpt = False) -> None:
         behind = last["fresh_coverage"] < 0.9 or (last["backlog_expired"] or 0) > 0
         lines.append(f"last cycle trained {last['fresh_coverage']:.0%} of its fresh rows, carried "
                      f"{last['queued_for_next_cycle'] or 0} to the next and let {last['backlog_expired'] or 0} "
-                     "expire from the training backlog" + (": training does not keep up; raise "
-                     "FRESHREC_MAX_TRAIN_SECONDS and FRESHREC_MAX_TRAIN_STEPS, or shorten the interval"
-                                                           if behind else ""))
+                     "expire from the training backlog"
+                     + (f": training does not keep up; {FALLING_BEHIND_ADVICE}" if behind else ""))
     if st["horizon_stall"]:
         from freshrec.ingest import HorizonStall
 
