@@ -34,6 +34,7 @@ import json
 import resource
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +258,7 @@ def run(args) -> dict:
         row["freshrec_published"] = summary.decision.get("published")
         row["drift"] = (summary.drift or {}).get("drifted_share")
         row["dataset_drift"] = bool((summary.drift or {}).get("dataset_drift"))
+        row["drifted_columns"] = (summary.drift or {}).get("drifted_columns") or []  # which columns raise alarms
         row["fresh_coverage"] = (summary.train or {}).get("fresh_coverage")
         row["rebase"] = bool((outcome.metrics or {}).get("rebase"))
         row["peak_rss_mb"] = rss_mb()
@@ -279,7 +281,8 @@ def run(args) -> dict:
         "published_share": round(np.mean([bool(c["freshrec_published"]) for c in cycles_out]), 3),
         "dataset_drift_share": round(np.mean([c["dataset_drift"] for c in cycles_out]), 3),
         "mean_fresh_coverage": round(float(np.mean(coverage)), 4) if coverage else None,
-        "rebases": sum(c["rebase"] for c in cycles_out)}
+        "rebases": sum(c["rebase"] for c in cycles_out),
+        "drifted_columns": dict(Counter(col for c in cycles_out for col in c["drifted_columns"]).most_common())}
     if drift_cycle is not None:
         result["recovery_cycles"] = recovery(cycles_out, drift_cycle)
         result["after_shift"] = {"freshrec - frozen": paired_auc_difference(pooled["freshrec"][drift_cycle:],
@@ -424,6 +427,9 @@ def write_outputs(result: dict, out: Path) -> None:
         lines += ["", f"freshrec's cycles: {fc['published_share']:.0%} of candidates published, dataset drift "
                   f"flagged in {fc['dataset_drift_share']:.0%} of cycles, fresh-row coverage {fc['mean_fresh_coverage']} "
                   f"on average, {fc['rebases']} rebase candidate(s)."]
+        if fc.get("drifted_columns"):
+            lines += ["Cycles in which each column drifted: " + ", ".join(
+                f"{name} {n}" for name, n in fc["drifted_columns"].items()) + "."]
     shift = result.get("after_shift")
     if shift:
         d = shift["freshrec - frozen"]

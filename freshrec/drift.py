@@ -1,8 +1,9 @@
 """Drift between the champion's reference sample and the cycle's clean batch, measured with Evidently.
 
 The question asked: has the data the champion now sees moved away from the data it was judged on when it was
-published? So the reference is the champion's own publish-time sample: the held-out rows of the cycle that made
-it, with its scores on them (kept with its version). Columns: the inputs (event type, hour, dwell, item category,
+published? So the reference is the champion's own publish-time sample: rows of the batch of the cycle that made
+it, with its scores on the held-out ones among them, out of sample like the current batch's (kept with its
+version; fine_tune.drift_reference). Columns: the inputs (event type, hour, dwell, item category,
 item text length, item popularity and user activity relative to their batch, the item's like-rate and the
 user's like-rate in the item's categories), the champion's predicted score (prediction drift) and the label (a
 proxy for concept drift). Evidently picks the statistical method

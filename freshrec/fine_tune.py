@@ -56,18 +56,16 @@ class FineTuneOutcome:
     seconds: dict[str, float] = field(default_factory=dict)  # score / train / evaluate
 
 
-def drift_reference(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, holdout: pd.DataFrame,
-                    rows: int, seed: int, device) -> pd.DataFrame:
+def drift_reference(examples: pd.DataFrame, holdout: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     """The sample a published candidate keeps as its drift reference: up to drift_reference_rows of the whole
-    batch (not only the held-out slice: a 100-row slice that happens to be odd would flag drift in every cycle
-    until the next publish), with the candidate's scores ('candidate_score'; in-sample for rows it trained on,
-    which moves their distribution a little towards the labels)."""
+    batch for the inputs (not only the held-out slice: a 100-row slice that happens to be odd would flag drift in
+    every cycle until the next publish), and the candidate's scores ('candidate_score') on the held-out rows
+    only, NaN elsewhere. Drift later compares the champion's scores on rows it never trained on with these, so
+    the reference must be out of sample too: in-sample scores sit closer to the labels, and prediction drift
+    would fire on that difference alone. It also spares scoring the rest of the batch a second time. (A batch
+    above `rows` keeps the held-out rows the sample drew, about a holdout share of it.)"""
     reference = examples.sample(n=min(rows, len(examples)), random_state=seed)
-    known = holdout.set_index("id")["candidate_score"]
-    scores = reference["id"].map(known)
-    missing = scores.isna().to_numpy()
-    if missing.any():
-        scores[missing] = predict(model, tokenizer, config, reference[missing], device)
+    scores = reference["id"].map(holdout.set_index("id")["candidate_score"])
     return reference.assign(candidate_score=scores.astype("float64").to_numpy())
 
 
@@ -181,8 +179,7 @@ def fine_tune(
         # the gate judges the paired difference with its uncertainty, not two point estimates
         metrics["gain"] = paired_gains(holdout["user_id"], holdout["label"], holdout["candidate_score"],
                                        holdout["champion_score"], gate.gate_confidence, seed=cfg.seed)
-    outcome.reference = drift_reference(candidate, cand_tokenizer, config, examples, holdout,
-                                        settings.drift_reference_rows, cfg.seed, device)
+    outcome.reference = drift_reference(examples, holdout, settings.drift_reference_rows, cfg.seed)
     probe, outcome.new_probe = probe_pairs(engine, examples, gate.probe_size, cfg.seed)
     if champion_model is not None and len(probe):
         moved = np.abs(predict(candidate, cand_tokenizer, config, probe, device)

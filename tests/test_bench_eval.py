@@ -125,6 +125,7 @@ def test_per_event_genre_baseline_learns_each_users_genres_and_never_sees_the_sa
 @pytest.mark.slow
 def test_evaluation_reports_every_contender_per_cycle_and_ndcg_as_the_mean_over_cycles(env, database_url, tmp_path):
     import os
+    from collections import Counter
 
     import sqlalchemy as sa
 
@@ -148,6 +149,9 @@ def test_evaluation_reports_every_contender_per_cycle_and_ndcg_as_the_mean_over_
             assert m["n"] == 150 and 0 < m["auc"] < 1 and 0 < m["ndcg_at_10"] <= 1 and m["ndcg_users"] > 0
         # the bench's per-event contenders see exactly the side features freshrec's SQL gives these rows
         assert cycle["inputs_max_abs_diff"] < 1e-6
+        assert isinstance(cycle["drifted_columns"], list)  # which columns raised the cycle's alarm
+    counted = result["freshrec_cycles"]["drifted_columns"]
+    assert counted == dict(Counter(c for cycle in result["cycles"] for c in cycle["drifted_columns"]))
     for name in CONTENDERS:
         per_cycle = [c["contenders"][name]["ndcg_at_10"] for c in result["cycles"]]
         assert result["totals"][name]["ndcg_at_10"] == pytest.approx(np.mean(per_cycle))

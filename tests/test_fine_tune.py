@@ -1,14 +1,24 @@
 """freshrec.fine_tune, the stage called directly: a cold start, a warm start from the champion, too few rows."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from freshrec import generate, ingest, registry
-from freshrec.fine_tune import fine_tune
+from freshrec.fine_tune import drift_reference, fine_tune
 from freshrec.gate import Decision
 from freshrec.settings import load_settings
 
 
-
+def test_the_drift_reference_scores_only_held_out_rows_so_both_sides_of_prediction_drift_are_out_of_sample():
+    examples = pd.DataFrame({"id": range(100), "label": [0, 1] * 50})
+    holdout = examples.iloc[80:].assign(candidate_score=np.linspace(0.1, 0.9, 20))
+    whole = drift_reference(examples, holdout, rows=500, seed=0)
+    assert sorted(whole["id"]) == list(range(100))  # every row's inputs, when the batch fits
+    scored = whole.dropna(subset=["candidate_score"]).set_index("id")["candidate_score"].sort_index()
+    assert scored.index.tolist() == list(range(80, 100)) and np.allclose(scored, np.linspace(0.1, 0.9, 20))
+    part = drift_reference(examples, holdout, rows=50, seed=0)  # a sample: the held-out rows it drew keep scores
+    assert len(part) == 50 and part["candidate_score"].notna().sum() == part["id"].ge(80).sum()
 
 
 def clean_batch(engine, settings, events: int, seed: int):
@@ -36,6 +46,11 @@ def test_cold_then_warm_start_trains_on_the_older_rows_and_compares_on_the_newes
     assert cold.metrics["candidate"]["n"] == 40 and "champion" not in cold.metrics
     assert len(cold.new_probe) == 200  # the stability guard's probe set, drawn from this batch
     assert cold.artifact.config["extra"]["lineage"] == {"kind": "cold_start", "parent": None}
+    # the drift reference: the whole batch's inputs, the candidate's out-of-sample scores on the held-out rows only
+    ref = cold.reference.set_index("id")
+    assert set(ref.index) == every and ref["candidate_score"].notna().sum() == 40
+    assert (ref.loc[sorted(held), "candidate_score"] == cold.holdout.set_index("id").loc[sorted(held),
+                                                                                         "candidate_score"]).all()
 
     with engine.begin() as conn:
         registry.insert_version_and_maybe_promote(
