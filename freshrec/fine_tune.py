@@ -23,7 +23,7 @@ from freshrec.features import build_examples, split_holdout
 from freshrec.inference import pick_device, predict
 from freshrec.ingest import Cursor
 from freshrec.metrics import evaluate, paired_gains
-from freshrec.model import ModelConfig, build_model, new_model_config
+from freshrec.model import build_model, new_model_config
 from freshrec.artifacts import Artifact, ChampionModel, load_artifact, save_artifact
 from freshrec.settings import Settings
 from freshrec.trainer import FIRST_PASS_REPLAY_SHARE, LrState, TrainStats, learning_rate_state, train
