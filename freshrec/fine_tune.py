@@ -160,8 +160,9 @@ def fine_tune(
     fresh = len(fresh_set)  # train_set starts with them: every one before replay repeats
     cand_tokenizer = tokenizer if config.base_model == (champion_config.base_model if champion_config
                                                          else cfg.model) else load_tokenizer(config.base_model)
+    head_only = cfg.update_scope == "head" and champion_model is not None and not rebase  # warm starts only
     stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
-                  fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step)
+                  fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step, head_only=head_only)
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
              "%.0f examples/s, loss %.4f -> %.4f; fresh rows trained %d of %d", stats.steps, lr_state.lr,
              len(train_set), len(waiting), len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0,
@@ -188,6 +189,7 @@ def fine_tune(
                             "max_abs_change": float(moved.max())}
     next_lr = lr_state.after(metrics["candidate"]["logloss"], (metrics.get("champion") or {}).get("logloss"))
     lineage = {"kind": "rebase" if rebase else "cold_start" if champion is None else "warm_start",
+               **({"scope": "head"} if head_only else {}),
                "parent": champion.version if champion else None, **({"reason": rebase} if rebase else {})}
     if rebase:
         metrics["rebase"] = {"reason": rebase, "window_rows": len(replay)}

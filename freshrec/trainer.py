@@ -80,11 +80,13 @@ class TrainStats:
         return self.examples / self.seconds if self.seconds > 0 else 0.0
 
 
-def param_groups(model, lr: float) -> list[dict]:
+def param_groups(model, lr: float, head_only: bool = False) -> list[dict]:
     """The id table learns faster and without weight decay: each step touches a few rows of it, and decoupled
-    decay would shrink every item the batch does not contain."""
-    table = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("item_ids.")]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("item_ids.")]
+    decay would shrink every item the batch does not contain. head_only: everything but the encoder."""
+    named = [(n, p) for n, p in model.named_parameters()
+             if p.requires_grad and not (head_only and n.startswith("encoder."))]
+    table = [p for n, p in named if n.startswith("item_ids.")]
+    rest = [p for n, p in named if not n.startswith("item_ids.")]
     groups = [{"params": rest, "lr": lr, "weight_decay": 0.01}]
     if table:
         groups.append({"params": table, "lr": lr * ID_LR_MULTIPLIER, "weight_decay": 0.0})
@@ -122,21 +124,64 @@ def batch_order(n: int, fresh: int, batch_size: int, epochs: int, rng, block: in
     return batches
 
 
+class FrozenTextEmbeddings:
+    """Each distinct text's embedding by the (unchanging) encoder, computed the first time a batch needs it and
+    reused after: with the encoder frozen a step costs one forward pass over the batch's new texts, and nothing
+    for texts seen before (later epochs, replayed rows sharing a text)."""
+
+    def __init__(self, model, texts, device):
+        self.model, self.texts, self.device = model, texts, device
+        self.vectors = None
+        self.have = np.zeros(len(texts.unique), dtype=bool)
+
+    def __call__(self, positions: np.ndarray):
+        import torch
+
+        new = positions[~self.have[positions]]
+        if len(new):
+            self.model.encoder.eval()  # no dropout: the embedding a text gets is the one serving computes
+            with torch.no_grad(), _autocast(self.device):
+                vectors = self.model.embed(*self.texts.batch(new, self.device)).float()
+            if self.vectors is None:
+                self.vectors = torch.zeros((len(self.texts.unique), vectors.shape[1]), device=self.device)
+            self.vectors[torch.as_tensor(new, device=self.device)] = vectors
+            self.have[new] = True
+        return self.vectors[torch.as_tensor(positions, device=self.device)]
+
+
+def _head_logits(model, users: FrozenTextEmbeddings, items: FrozenTextEmbeddings, rows: np.ndarray, device,
+                 side: np.ndarray | None, ids: tuple | None):
+    """inference._pair_logits on the frozen encoder's cached embeddings: only the head, wide part and id table
+    carry gradients."""
+    import torch
+
+    u = users(users.texts.index[rows])
+    i = items(items.texts.index[rows])
+    extra = torch.as_tensor(side[rows], device=device) if side is not None else None
+    picked = None
+    if ids is not None:
+        at = torch.as_tensor(rows)
+        picked = (ids[0][at].to(device), ids[1][at].to(device))
+    return model.score_pairs(u, i, extra, picked)
+
+
 def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: TrainingSettings,
           progress: Callable[[str], None] | None = None, learning_rate: float | None = None,
-          fresh_rows: int | None = None, fresh_block: int | None = None) -> TrainStats:
+          fresh_rows: int | None = None, fresh_block: int | None = None, head_only: bool = False) -> TrainStats:
     """Fine-tune in place on the examples, within the step and time budget (steps are optimizer steps).
 
     The first `fresh_rows` examples (default: all) are the fresh ones: each comes before any replayed row is
     used twice (batch_order; with fresh_block, in their given order, shuffled within blocks); the stats say how
-    many of them made it into a step."""
+    many of them made it into a step. head_only: the encoder stays as it is (FRESHREC_UPDATE_SCOPE=head) and each
+    distinct text is encoded once, forward only (FrozenTextEmbeddings); the head, wide part and id table train."""
     import torch
 
     device = pick_device(cfg.device, cfg.cpu_threads)
     model.to(device).train()
     lr = learning_rate or cfg.learning_rate
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(param_groups(model, lr))
+    groups = param_groups(model, lr, head_only)
+    params = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -150,6 +195,9 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     users, items = _texts(tokenizer, config, examples)
     side = _side(config, examples)
     ids = _ids(config, examples)
+    if head_only:
+        users, items = FrozenTextEmbeddings(model, users, device), FrozenTextEmbeddings(model, items, device)
+    pair_logits = _head_logits if head_only else _pair_logits
     stats = TrainStats(device=device.type, learning_rate=lr, fresh_rows=fresh)
     seen = np.zeros(n, dtype=bool)
     pending: list[np.ndarray] = []  # rows of the micro-batches since the last optimizer step
@@ -157,7 +205,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     last_report = started
     for micro, rows in enumerate(batches, start=1):
         with _autocast(device):
-            logits = _pair_logits(model, users, items, rows, device, side, ids)
+            logits = pair_logits(model, users, items, rows, device, side, ids)
         loss = loss_fn(logits.float(), labels[rows].to(device, non_blocking=True))
         (loss / accum).backward()
         pending.append(rows)
