@@ -137,7 +137,7 @@ class FrozenTextEmbeddings:
     def __call__(self, positions: np.ndarray):
         import torch
 
-        new = positions[~self.have[positions]]
+        new = np.unique(positions[~self.have[positions]])
         if len(new):
             self.model.encoder.eval()  # no dropout: the embedding a text gets is the one serving computes
             with torch.no_grad(), _autocast(self.device):

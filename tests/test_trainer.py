@@ -2,6 +2,7 @@
 replay, and a fine-tune that learns a learnable pattern."""
 
 import numpy as np
+import torch
 import pytest
 
 from freshrec.inference import predict
@@ -85,3 +86,27 @@ def test_fine_tune_lowers_held_out_log_loss():
     assert stats.steps == 150
     assert after["logloss"] < before["logloss"] - 0.05
     assert after["auc"] > 0.75
+
+
+@pytest.mark.train
+def test_a_head_only_update_leaves_the_encoder_as_it_was_encodes_each_text_once_and_still_learns():
+    cfg = config("lora")
+    model = build_model(cfg)
+    tok = load_tokenizer("tiny")
+    encoder_before = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("encoder.")}
+    head_before = {n: p.detach().clone() for n, p in model.named_parameters() if not n.startswith("encoder.")}
+    train_set, held_out = examples(600, 1), examples(300, 2)
+    before = binary_metrics(held_out["label"], predict(model, tok, cfg, held_out))
+    encoded = []
+    embed = model.embed
+    model.embed = lambda ids, mask: encoded.append(len(ids)) or embed(ids, mask)
+    stats = train(model, tok, cfg, train_set, TrainingSettings(model="tiny", learning_rate=3e-3, epochs=4,
+                                                               max_train_steps=1000), head_only=True)
+    del model.embed
+    assert stats.steps == 4 * -(-600 // 32) and stats.fresh_rows_trained == 600
+    distinct = train_set["user_text"].nunique() + train_set["item_text"].nunique()
+    assert sum(encoded) == distinct  # four epochs, each distinct text through the encoder once
+    assert all(torch.equal(p, encoder_before[n]) for n, p in model.named_parameters() if n.startswith("encoder."))
+    assert any(not torch.equal(p, head_before[n]) for n, p in model.named_parameters() if n in head_before)
+    after = binary_metrics(held_out["label"], predict(model, tok, cfg, held_out))
+    assert after["logloss"] < before["logloss"] - 0.02
