@@ -20,7 +20,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from freshrec.features import build_examples, split_holdout
-from freshrec.inference import pick_device, predict
+from freshrec.inference import FrozenEncoderCache, pick_device, predict
 from freshrec.ingest import Cursor
 from freshrec.metrics import evaluate, paired_gains
 from freshrec.model import build_model, new_model_config
@@ -100,8 +100,13 @@ def fine_tune(
     tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
     device = pick_device(cfg.device, cfg.cpu_threads)
     metrics: dict = {}
+    # A head-only warm start keeps the champion's encoder: one cache of its embeddings serves scoring, training
+    # and the candidate's evaluation, so no text is encoded twice in the cycle.
+    head_only = cfg.update_scope == "head" and champion_model is not None and not rebase
+    cache = FrozenEncoderCache(champion_model, device) if head_only else None
     if champion_model is not None and len(examples):
-        examples["champion_score"] = predict(champion_model, tokenizer, champion_config, examples, device)
+        examples["champion_score"] = predict(champion_model, tokenizer, champion_config, examples, device,
+                                             cache=cache)
         metrics["prequential"] = evaluate(examples["user_id"], examples["label"], examples["champion_score"],
                                           gate.min_eval_rows)
     outcome = FineTuneOutcome(False, None, champion.version if champion else None, examples, examples.iloc[0:0],
@@ -160,9 +165,8 @@ def fine_tune(
     fresh = len(fresh_set)  # train_set starts with them: every one before replay repeats
     cand_tokenizer = tokenizer if config.base_model == (champion_config.base_model if champion_config
                                                          else cfg.model) else load_tokenizer(config.base_model)
-    head_only = cfg.update_scope == "head" and champion_model is not None and not rebase  # warm starts only
     stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
-                  fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step, head_only=head_only)
+                  fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step, head_only=head_only, cache=cache)
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
              "%.0f examples/s, loss %.4f -> %.4f; fresh rows trained %d of %d", stats.steps, lr_state.lr,
              len(train_set), len(waiting), len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0,
@@ -171,7 +175,7 @@ def fine_tune(
 
     timer = time.perf_counter()
     holdout = holdout.copy()
-    holdout["candidate_score"] = predict(candidate, cand_tokenizer, config, holdout, device)
+    holdout["candidate_score"] = predict(candidate, cand_tokenizer, config, holdout, device, cache=cache)
     metrics["candidate"] = evaluate(holdout["user_id"], holdout["label"], holdout["candidate_score"],
                                     gate.min_eval_rows)
     if "champion_score" in holdout:
@@ -183,8 +187,8 @@ def fine_tune(
     outcome.reference = drift_reference(examples, holdout, settings.drift_reference_rows, cfg.seed)
     probe, outcome.new_probe = probe_pairs(engine, examples, gate.probe_size, cfg.seed)
     if champion_model is not None and len(probe):
-        moved = np.abs(predict(candidate, cand_tokenizer, config, probe, device)
-                       - predict(champion_model, tokenizer, champion_config, probe, device))
+        moved = np.abs(predict(candidate, cand_tokenizer, config, probe, device, cache=cache)
+                       - predict(champion_model, tokenizer, champion_config, probe, device, cache=cache))
         metrics["probe"] = {"n": len(probe), "mean_abs_change": float(moved.mean()),
                             "max_abs_change": float(moved.max())}
     next_lr = lr_state.after(metrics["candidate"]["logloss"], (metrics.get("champion") or {}).get("logloss"))

@@ -48,6 +48,7 @@ class TokenizedTexts:
 
     def __init__(self, tokenizer, texts, max_len: int):
         self.unique, self.index = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        self.max_len = max_len
         self.ids = tokenizer(list(self.unique), truncation=True, max_length=max_len)["input_ids"]
         self.pad = tokenizer.pad_token_id or 0
 
@@ -79,15 +80,44 @@ def embed_texts(model, tokenizer, texts: list[str], max_len: int, device, batch_
     return np.concatenate(out)[tokens.index]
 
 
+class FrozenEncoderCache:
+    """Embeddings of distinct texts by an encoder that does not change while the cache lives: a champion and a
+    candidate warm-started from it that trains only its head (FRESHREC_UPDATE_SCOPE=head) share one encoder, so a
+    text the champion scored is not encoded again to train or score the candidate. Forward only, no dropout."""
+
+    def __init__(self, model, device):
+        self.model, self.device = model, device
+        self.vectors: dict[tuple[int, str], object] = {}  # (token limit, text) -> embedding
+
+    def __call__(self, texts: TokenizedTexts, positions: np.ndarray):
+        import torch
+
+        keys = [(texts.max_len, texts.unique[i]) for i in positions]
+        new = [i for i, key in zip(positions, keys) if key not in self.vectors]
+        if new:
+            encoder_mode = self.model.encoder.training
+            self.model.encoder.eval()
+            with torch.no_grad(), _autocast(self.device):
+                vectors = self.model.embed(*texts.batch(np.asarray(new), self.device)).float()
+            self.model.encoder.train(encoder_mode)
+            self.vectors.update({(texts.max_len, texts.unique[i]): v for i, v in zip(new, vectors)})
+        return torch.stack([self.vectors[key] for key in keys])
+
+
 def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.ndarray, device,
-                 side: np.ndarray | None = None, ids: tuple | None = None):
-    """Logits for the example rows, encoding each distinct user and item text of the batch once."""
+                 side: np.ndarray | None = None, ids: tuple | None = None,
+                 cache: FrozenEncoderCache | None = None):
+    """Logits for the example rows, encoding each distinct user and item text of the batch once (with a cache:
+    only those it has not seen)."""
     import torch
 
     u_pos, u_inv = np.unique(users.index[rows], return_inverse=True)
     i_pos, i_inv = np.unique(items.index[rows], return_inverse=True)
-    u = model.embed(*users.batch(u_pos, device))
-    i = model.embed(*items.batch(i_pos, device))
+    if cache is not None:
+        u, i = cache(users, u_pos), cache(items, i_pos)
+    else:
+        u = model.embed(*users.batch(u_pos, device))
+        i = model.embed(*items.batch(i_pos, device))
     extra = torch.as_tensor(side[rows], device=device) if side is not None else None
     picked = None
     if ids is not None:
@@ -117,8 +147,8 @@ def _ids(config: ModelConfig, examples: pd.DataFrame) -> tuple | None:
 
 
 def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, device=None,
-            batch_size: int = 256) -> np.ndarray:
-    """P(engage) for each example."""
+            batch_size: int = 256, cache: FrozenEncoderCache | None = None) -> np.ndarray:
+    """P(engage) for each example (cache: embeddings of the model's encoder, filled and reused)."""
     import torch
 
     if examples.empty:
@@ -132,6 +162,6 @@ def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, devic
     with torch.no_grad(), _autocast(device):
         for lo in range(0, len(examples), batch_size):
             rows = np.arange(lo, min(len(examples), lo + batch_size))
-            logits = _pair_logits(model, users, items, rows, device, side, ids)
+            logits = _pair_logits(model, users, items, rows, device, side, ids, cache)
             out.append(torch.sigmoid(logits.float()).cpu().numpy())
     return np.concatenate(out)

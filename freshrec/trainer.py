@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from freshrec.inference import _autocast, _ids, _pair_logits, _side, _texts, pick_device
+from freshrec.inference import FrozenEncoderCache, _autocast, _ids, _pair_logits, _side, _texts, pick_device
 from freshrec.model import ModelConfig
 from freshrec.settings import TrainingSettings
 from freshrec.sqlfiles import query
@@ -124,56 +124,17 @@ def batch_order(n: int, fresh: int, batch_size: int, epochs: int, rng, block: in
     return batches
 
 
-class FrozenTextEmbeddings:
-    """Each distinct text's embedding by the (unchanging) encoder, computed the first time a batch needs it and
-    reused after: with the encoder frozen a step costs one forward pass over the batch's new texts, and nothing
-    for texts seen before (later epochs, replayed rows sharing a text)."""
-
-    def __init__(self, model, texts, device):
-        self.model, self.texts, self.device = model, texts, device
-        self.vectors = None
-        self.have = np.zeros(len(texts.unique), dtype=bool)
-
-    def __call__(self, positions: np.ndarray):
-        import torch
-
-        new = np.unique(positions[~self.have[positions]])
-        if len(new):
-            self.model.encoder.eval()  # no dropout: the embedding a text gets is the one serving computes
-            with torch.no_grad(), _autocast(self.device):
-                vectors = self.model.embed(*self.texts.batch(new, self.device)).float()
-            if self.vectors is None:
-                self.vectors = torch.zeros((len(self.texts.unique), vectors.shape[1]), device=self.device)
-            self.vectors[torch.as_tensor(new, device=self.device)] = vectors
-            self.have[new] = True
-        return self.vectors[torch.as_tensor(positions, device=self.device)]
-
-
-def _head_logits(model, users: FrozenTextEmbeddings, items: FrozenTextEmbeddings, rows: np.ndarray, device,
-                 side: np.ndarray | None, ids: tuple | None):
-    """inference._pair_logits on the frozen encoder's cached embeddings: only the head, wide part and id table
-    carry gradients."""
-    import torch
-
-    u = users(users.texts.index[rows])
-    i = items(items.texts.index[rows])
-    extra = torch.as_tensor(side[rows], device=device) if side is not None else None
-    picked = None
-    if ids is not None:
-        at = torch.as_tensor(rows)
-        picked = (ids[0][at].to(device), ids[1][at].to(device))
-    return model.score_pairs(u, i, extra, picked)
-
-
 def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: TrainingSettings,
           progress: Callable[[str], None] | None = None, learning_rate: float | None = None,
-          fresh_rows: int | None = None, fresh_block: int | None = None, head_only: bool = False) -> TrainStats:
+          fresh_rows: int | None = None, fresh_block: int | None = None, head_only: bool = False,
+          cache: FrozenEncoderCache | None = None) -> TrainStats:
     """Fine-tune in place on the examples, within the step and time budget (steps are optimizer steps).
 
     The first `fresh_rows` examples (default: all) are the fresh ones: each comes before any replayed row is
     used twice (batch_order; with fresh_block, in their given order, shuffled within blocks); the stats say how
     many of them made it into a step. head_only: the encoder stays as it is (FRESHREC_UPDATE_SCOPE=head) and each
-    distinct text is encoded once, forward only (FrozenTextEmbeddings); the head, wide part and id table train."""
+    distinct text is encoded once, forward only, when a batch first needs it (`cache`, which may already hold
+    the champion's embeddings of the same encoder); the head, wide part and id table train."""
     import torch
 
     device = pick_device(cfg.device, cfg.cpu_threads)
@@ -195,9 +156,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     users, items = _texts(tokenizer, config, examples)
     side = _side(config, examples)
     ids = _ids(config, examples)
-    if head_only:
-        users, items = FrozenTextEmbeddings(model, users, device), FrozenTextEmbeddings(model, items, device)
-    pair_logits = _head_logits if head_only else _pair_logits
+    cache = (cache or FrozenEncoderCache(model, device)) if head_only else None
     stats = TrainStats(device=device.type, learning_rate=lr, fresh_rows=fresh)
     seen = np.zeros(n, dtype=bool)
     pending: list[np.ndarray] = []  # rows of the micro-batches since the last optimizer step
@@ -205,7 +164,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     last_report = started
     for micro, rows in enumerate(batches, start=1):
         with _autocast(device):
-            logits = pair_logits(model, users, items, rows, device, side, ids)
+            logits = _pair_logits(model, users, items, rows, device, side, ids, cache)
         loss = loss_fn(logits.float(), labels[rows].to(device, non_blocking=True))
         (loss / accum).backward()
         pending.append(rows)

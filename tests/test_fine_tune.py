@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from freshrec import generate, ingest, registry
 from freshrec.fine_tune import drift_reference, fine_tune
@@ -73,3 +74,34 @@ def test_a_batch_below_the_minimum_trains_nothing_and_waits_whole(engine):
     assert not outcome.trained and outcome.artifact is None and outcome.holdout.empty
     assert f"{len(clean)} clean rows, fewer than the minimum of 500" in outcome.skip_reason
     assert sorted(outcome.backlog_add["below_minimum"]) == sorted(clean["id"].astype(int).tolist())
+
+
+@pytest.mark.train
+def test_a_head_only_warm_start_keeps_the_champions_encoder_and_scores_as_the_champion_would(engine):
+    from freshrec.artifacts import load_artifact
+    from freshrec.inference import predict
+    from freshrec.model import load_tokenizer
+
+    settings = load_settings(model="tiny", train_mode="lora", update_scope="head")
+    pulled, clean = clean_batch(engine, settings, 300, 5)
+    cold = fine_tune(engine, clean.iloc[:150], None, settings, replay_before=pulled.from_cursor)
+    assert "scope" not in cold.artifact.config["extra"]["lineage"]  # a cold start trains the encoder
+    with engine.begin() as conn:
+        registry.insert_version_and_maybe_promote(
+            conn, artifact=cold.artifact, decision=Decision(True, ["test"]), champion_before=None,
+            metrics=cold.metrics, batch_ids=[], cycle_id=None, reference_sample=None)
+    champion = registry.load_champion(engine)
+    warm = fine_tune(engine, clean.iloc[150:], champion, settings, replay_before=pulled.from_cursor)
+    assert warm.trained and warm.artifact.config["extra"]["lineage"] == {"kind": "warm_start", "scope": "head",
+                                                                         "parent": 1}
+    assert warm.stats.fresh_rows_trained == warm.stats.fresh_rows == 120  # cheap rows: every fresh one trains
+    old, _ = load_artifact(champion.artifact)
+    new, config = load_artifact(warm.artifact.data)
+    old_state, new_state = old.state_dict(), new.state_dict()
+    assert all(torch.equal(new_state[n], old_state[n]) for n in new_state if n.startswith("encoder."))
+    assert any(not torch.equal(new_state[n], old_state[n]) for n in new_state if n.startswith("head."))
+    # the cycle's shared embeddings change no score: the stored candidate scores its held-out rows the same
+    fresh = predict(new, load_tokenizer("tiny"), config, warm.holdout)
+    assert np.allclose(fresh, warm.holdout["candidate_score"], atol=1e-5)
+    champion_again = predict(old, load_tokenizer("tiny"), config, warm.examples)
+    assert np.allclose(champion_again, warm.examples["champion_score"], atol=1e-5)
