@@ -6,7 +6,9 @@
 Both loops train the same CtrModel (user and item towers over one encoder, LoRA or full), with AdamW and
 gradient clipping, on batches whose every user and item text is distinct and at least --seq tokens long, so
 both encode exactly batch x seq tokens per tower per step (freshrec's de-duplication of repeated texts cannot
-help it here). The bare loop gets pre-tokenized tensors; freshrec's `train()` does its own batching, padding
+help it here). A third loop is freshrec's head-only update (FRESHREC_UPDATE_SCOPE=head) on the same rows: every
+text is new to it, so it pays one forward pass per text and no backward pass through the encoder
+(head_only_ratio: its examples/s over the full update's). The bare loop gets pre-tokenized tensors; freshrec's `train()` does its own batching, padding
 and device copies. Each mode runs in a fresh process (so peak RSS is per mode), and within it the two loops
 alternate, after warm-up steps, three times; the medians are reported.
 """
@@ -98,16 +100,26 @@ def run_mode(model_name: str, mode: str, batch: int, seq: int, steps: int, devic
             torch.cuda.synchronize()
         return stats.examples / stats.seconds
 
-    bare(2), freshrec(2)  # warm-up: allocator, kernels, thread pools
-    runs = {"bare": [], "freshrec": []}
+    def head_only(k: int) -> float:  # FRESHREC_UPDATE_SCOPE=head: distinct texts, so each one encoded once
+        stats = train(fr_model, tok, cfg, data.iloc[: k * batch],
+                      train_cfg.model_copy(update={"max_train_steps": k}), head_only=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return stats.examples / stats.seconds
+
+    bare(2), freshrec(2), head_only(2)  # warm-up: allocator, kernels, thread pools
+    runs = {"bare": [], "freshrec": [], "head_only": []}
     for _ in range(3):
         runs["bare"].append(bare(steps))
         runs["freshrec"].append(freshrec(steps))
+        runs["head_only"].append(head_only(steps))
     b, f = statistics.median(runs["bare"]), statistics.median(runs["freshrec"])
+    h = statistics.median(runs["head_only"])
     return {"model": model_name, "mode": mode, "device": device.type, "batch": batch, "seq": seq,
             "trainable_params": sum(p.numel() for p in params),
             "bare_examples_per_s": round(b, 1), "freshrec_examples_per_s": round(f, 1), "ratio": round(f / b, 3),
             "freshrec_tokens_per_s": round(f * 2 * seq),
+            "head_only_examples_per_s": round(h, 1), "head_only_ratio": round(h / f, 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "peak_gpu_mb": (round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None),
             "runs": runs}
@@ -137,7 +149,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(results))
     else:
         cols = ["model", "mode", "device", "batch", "seq", "trainable_params", "bare_examples_per_s",
-                "freshrec_examples_per_s", "ratio", "freshrec_tokens_per_s", "peak_rss_mb", "peak_gpu_mb"]
+                "freshrec_examples_per_s", "ratio", "freshrec_tokens_per_s", "head_only_examples_per_s",
+                "head_only_ratio", "peak_rss_mb", "peak_gpu_mb"]
         print(" | ".join(cols))
         for r in results:
             print(" | ".join(str(r[c]) for c in cols))
