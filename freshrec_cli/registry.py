@@ -37,9 +37,13 @@ def models_show(version: Annotated[int, typer.Argument(help="Model version.")], 
 
     info = registry.show_model(checked_engine(current_settings()), db_id(version, "version"))
     m = info["metrics"]
+    lineage = ((info.get("config") or {}).get("extra") or {}).get("lineage") or {}
+    made = ", ".join([lineage["kind"].replace("_", " ")] if lineage.get("kind") else []) + (
+        ", head only" if lineage.get("scope") == "head" else "")
     lines = [f"version {info['version']}: {info['status']}" + (f" ({', '.join(info['aliases'])})" if info["aliases"]
                                                               else ""),
-             f"parent {info['parent_version'] or '-'}, base {info['base_model']} ({info['train_mode']}), cycle "
+             f"parent {info['parent_version'] or '-'}, base {info['base_model']} ({info['train_mode']}"
+             f"{', ' + made if made else ''}), cycle "
              f"{info['cycle_id']}, batches {info['training_batch_ids']}, created {info['created_at'][:19]}",
              f"sha256 {info['artifact_sha256']} ({info['artifact_size']} bytes"
              + (")" if info["has_artifact"] else ", bytes pruned)")]

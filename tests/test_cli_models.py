@@ -12,8 +12,14 @@ def test_cli_models_and_score(engine, database_url, artifact):
     import subprocess
     import sys
 
+    from freshrec.artifacts import save_artifact
+    from freshrec.model import build_model
+    from helpers import config
+
     v1 = publish(engine, artifact, None).version
-    v2 = publish(engine, artifact, v1).version
+    head_update = config("full")
+    head_update.extra = {"lineage": {"kind": "warm_start", "scope": "head", "parent": v1}}
+    v2 = publish(engine, save_artifact(build_model(head_update), head_update), v1).version
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO items (id, title, category) VALUES (1, 'football guide', 'sports'), "
                              "(2, 'guitar review', 'music'), (3, 'pasta recipe', 'cooking')"))
@@ -27,6 +33,9 @@ def test_cli_models_and_score(engine, database_url, artifact):
 
     assert [m["version"] for m in cli("models", "list")["models"]] == [v2, v1]
     assert cli("models", "show", str(v2))["parent_version"] == v1
+    shown = subprocess.run([sys.executable, "-m", "freshrec_cli.main", "models", "show", str(v2)],
+                           capture_output=True, text=True, env=env, timeout=120).stdout
+    assert f"parent {v1}, base tiny (full, warm start, head only)" in shown  # how the version was made
     assert cli("models", "rollback") == {"champion": v1, "previous": v2}
     ranked = cli("score", "--user", "7", "--items", "1", "--items", "3", "--top", "5")
     assert ranked["version"] == v1 and {r["item_id"] for r in ranked["items"]} == {1, 3}
