@@ -3,8 +3,9 @@
 Test-then-train: the champion scores every new row before anything trains on it (the prequential metric);
 the candidate trains on the rows waiting in the training backlog, the rest of the batch and a replay sample
 of older rows (trainer.py runs the loop), and champion and candidate are compared on the same held-out rows (by
-default the newest slice of the batch; FRESHREC_HOLDOUT). Those rows, and any the budget did not reach, go to the
-backlog, which later cycles train newest first; past FRESHREC_MAX_BACKLOG_ROWS its oldest rows leave it untrained,
+default the newest slice of the batch; FRESHREC_HOLDOUT), with those of FRESHREC_GATE_WINDOW_CYCLES - 1 earlier
+cycles (trainset.gate_window). Those rows, and any the budget did not reach, go to the backlog, which later cycles
+train newest first (held-out rows once they leave the gate's window); past FRESHREC_MAX_BACKLOG_ROWS its oldest rows leave it untrained,
 counted in the cycle record. Nothing is written here: the cycle's commit stores what the outcome carries.
 """
 
@@ -27,7 +28,7 @@ from freshrec.model import build_model, new_model_config
 from freshrec.artifacts import Artifact, ChampionModel, load_artifact, save_artifact
 from freshrec.settings import Settings
 from freshrec.trainer import FIRST_PASS_REPLAY_SHARE, LrState, TrainStats, learning_rate_state, train
-from freshrec.trainset import probe_pairs, replay_sample, replay_seed, training_backlog
+from freshrec.trainset import gate_window, probe_pairs, replay_sample, replay_seed, training_backlog
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,12 @@ def fine_tune(
     per_step = (cfg.gpu_batch_size if device.type == "cuda" else cfg.batch_size) * max(1, cfg.grad_accum_steps)
     steps = REBASE_STEPS if rebase else cfg.max_train_steps  # a rebase has its own budget (below)
     capacity = int(steps * per_step * (1 - FIRST_PASS_REPLAY_SHARE))
-    backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))))
+    earlier = gate.gate_window_cycles - 1  # earlier cycles whose held-out rows the gate judges on, untrained
+    backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))),
+                               window_cycles=earlier)
+    window = gate_window(engine, consumer, earlier)
+    window = (build_examples(engine, window, cfg.history_len, categories, quarantined_ids) if len(window)
+              else examples.iloc[0:0])
     waiting = (build_examples(engine, backlog, cfg.history_len, categories, quarantined_ids) if len(backlog)
                else pd.DataFrame())
     replay = pd.DataFrame()
@@ -174,16 +180,24 @@ def fine_tune(
     outcome.seconds["train"] = time.perf_counter() - timer
 
     timer = time.perf_counter()
+    # The gate's rows: this batch's held-out rows and the window's (earlier cycles' held-out rows, untrained).
     holdout = holdout.copy()
-    holdout["candidate_score"] = predict(candidate, cand_tokenizer, config, holdout, device, cache=cache)
-    metrics["candidate"] = evaluate(holdout["user_id"], holdout["label"], holdout["candidate_score"],
+    judged = pd.concat([holdout, window], ignore_index=True)
+    judged["candidate_score"] = predict(candidate, cand_tokenizer, config, judged, device, cache=cache)
+    holdout["candidate_score"] = judged["candidate_score"].to_numpy()[:len(holdout)]
+    if champion_model is not None and len(window):
+        judged.loc[len(holdout):, "champion_score"] = predict(champion_model, tokenizer, champion_config, window,
+                                                               device, cache=cache)
+    metrics["gate_rows"] = {"batch": len(holdout), "earlier_cycles": len(window),
+                            "users": int(judged["user_id"].nunique())}
+    metrics["candidate"] = evaluate(judged["user_id"], judged["label"], judged["candidate_score"],
                                     gate.min_eval_rows)
-    if "champion_score" in holdout:
-        metrics["champion"] = evaluate(holdout["user_id"], holdout["label"], holdout["champion_score"],
+    if "champion_score" in judged:
+        metrics["champion"] = evaluate(judged["user_id"], judged["label"], judged["champion_score"],
                                        gate.min_eval_rows)
         # the gate judges the paired difference with its uncertainty, not two point estimates
-        metrics["gain"] = paired_gains(holdout["user_id"], holdout["label"], holdout["candidate_score"],
-                                       holdout["champion_score"], gate.gate_confidence, seed=cfg.seed)
+        metrics["gain"] = paired_gains(judged["user_id"], judged["label"], judged["candidate_score"],
+                                       judged["champion_score"], gate.gate_confidence, seed=cfg.seed)
     outcome.reference = drift_reference(examples, holdout, settings.drift_reference_rows, cfg.seed)
     probe, outcome.new_probe = probe_pairs(engine, examples, gate.probe_size, cfg.seed)
     if champion_model is not None and len(probe):

@@ -169,6 +169,10 @@ class GateSettings(BaseModel):
                                    "candidate - champion (paired bootstrap over the held-out users) that each "
                                    "change threshold is judged on.")
     min_eval_rows: int = Field(30, gt=0, description="Fewest held-out rows a publish decision may rest on.")
+    gate_window_cycles: int = Field(1, ge=1, description="The gate judges on the held-out rows of this many "
+                                    "cycles: this batch's and those of the cycles before it, kept out of training "
+                                    "until they leave the window. More users for a bursty stream whose batch is "
+                                    "a few users' sessions, at the price of training those rows later.")
     max_probe_change: float = Field(0.15, gt=0, description="Stability guard: mean change of the scores on the "
                                     "probe set a candidate may bring without drift to explain it.")
     probe_size: int = Field(256, gt=0, description="Pairs in the fixed probe set.")

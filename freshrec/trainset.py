@@ -32,9 +32,22 @@ def replay_sample(engine: Engine, consumer: str, before: Cursor, rows: int, seed
             dtype_backend="numpy_nullable")
 
 
-def training_backlog(engine: Engine, consumer: str, max_rows: int) -> pd.DataFrame:
+def training_backlog(engine: Engine, consumer: str, max_rows: int, window_cycles: int = 0) -> pd.DataFrame:
+    """The newest `max_rows` rows waiting to be trained on, less the held-out rows of the newest `window_cycles`
+    earlier cycles (the publish gate's window, gate_window)."""
     with engine.connect() as conn:
-        return pd.read_sql_query(query("backlog_rows"), conn, params={"consumer": consumer, "max_rows": max_rows},
+        return pd.read_sql_query(query("backlog_rows"), conn, params={
+            "consumer": consumer, "max_rows": max_rows, "window_cycles": max(0, window_cycles)},
+            dtype_backend="numpy_nullable")
+
+
+def gate_window(engine: Engine, consumer: str, cycles: int) -> pd.DataFrame:
+    """The held-out rows of the newest `cycles` earlier cycles, still untrained: besides this batch's held-out
+    rows, what the publish gate judges on (FRESHREC_GATE_WINDOW_CYCLES - 1 earlier cycles)."""
+    if cycles <= 0:
+        return pd.DataFrame()
+    with engine.connect() as conn:
+        return pd.read_sql_query(query("gate_window_rows"), conn, params={"consumer": consumer, "cycles": cycles},
                                  dtype_backend="numpy_nullable")
 
 

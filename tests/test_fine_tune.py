@@ -105,3 +105,28 @@ def test_a_head_only_warm_start_keeps_the_champions_encoder_and_scores_as_the_ch
     assert np.allclose(fresh, warm.holdout["candidate_score"], atol=1e-5)
     champion_again = predict(old, load_tokenizer("tiny"), config, warm.examples)
     assert np.allclose(champion_again, warm.examples["champion_score"], atol=1e-5)
+
+
+@pytest.mark.train
+def test_the_gate_judges_on_the_windows_held_out_rows_too_and_trains_none_of_them(engine):
+    import sqlalchemy as sa
+
+    settings = load_settings(model="tiny", train_mode="full", gate_window_cycles=2)
+    pulled, clean = clean_batch(engine, settings, 400, 7)
+    cold = fine_tune(engine, clean.iloc[:200], None, settings, replay_before=pulled.from_cursor)
+    assert cold.metrics["gate_rows"] == {"batch": 40, "earlier_cycles": 0,
+                                         "users": cold.holdout["user_id"].nunique()}
+    with engine.begin() as conn:  # what the cycle's commit does: publish, and queue the held-out rows
+        registry.insert_version_and_maybe_promote(
+            conn, artifact=cold.artifact, decision=Decision(True, ["test"]), champion_before=None,
+            metrics=cold.metrics, batch_ids=[], cycle_id=None, reference_sample=None)
+        cycle = conn.execute(sa.text("INSERT INTO update_cycles (consumer) VALUES ('default') RETURNING id")).scalar()
+        conn.execute(sa.text("INSERT INTO training_backlog (consumer, interaction_id, reason, cycle_id) "
+                             "SELECT 'default', id, 'held_out', :cycle FROM unnest(CAST(:ids AS bigint[])) id"),
+                     {"cycle": cycle, "ids": cold.backlog_add["held_out"]})
+    warm = fine_tune(engine, clean.iloc[200:], registry.load_champion(engine), settings,
+                     replay_before=pulled.from_cursor)
+    assert warm.metrics["gate_rows"]["earlier_cycles"] == 40  # the first cycle's held-out rows
+    assert warm.metrics["candidate"]["n"] == warm.metrics["champion"]["n"] == len(warm.holdout) + 40
+    assert warm.backlog_rows == 0 and warm.backlog_used == []  # still in the window: not trained
+    assert warm.backlog_add["held_out"] == warm.holdout["id"].tolist()  # this batch's join the window

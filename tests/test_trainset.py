@@ -5,7 +5,8 @@ import pytest
 import sqlalchemy as sa
 
 from freshrec import features, generate, ingest
-from freshrec.trainset import probe_pairs, replay_sample, replay_seed, write_probe_set
+from freshrec.trainset import (gate_window, probe_pairs, replay_sample, replay_seed, training_backlog,
+                               write_probe_set)
 
 
 def test_replay_is_bounded_and_skips_quarantined_and_waiting_rows(engine):
@@ -65,3 +66,25 @@ def test_a_new_probe_set_is_drawn_but_stored_only_when_the_cycle_commits(engine)
     assert again is None and stored_rows() == 50
     assert sorted(stored["item_text"]) == sorted(new["item_text"])  # the stored set, not a new draw
     assert stored["user_rate"].to_numpy() == pytest.approx(new["user_rate"].to_numpy())
+
+
+def test_the_gate_window_holds_the_newest_cycles_held_out_rows_back_from_training(engine):
+    generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=400, seed=6))
+    with engine.begin() as conn:
+        for cycle in (1, 2, 3):
+            conn.execute(sa.text("INSERT INTO update_cycles (consumer) VALUES ('default')"))
+        # held-out rows of cycles 1, 2, 3 (100 each), and 50 rows a budget left untrained in cycle 3
+        for cycle, lo, reason in ((1, 1, "held_out"), (2, 101, "held_out"), (3, 201, "held_out"),
+                                  (3, 301, "not_trained")):
+            conn.execute(sa.text(
+                "INSERT INTO training_backlog (consumer, interaction_id, reason, cycle_id) SELECT 'default', g, "
+                ":reason, :cycle FROM generate_series(:lo, :hi) g"),
+                {"reason": reason, "cycle": cycle, "lo": lo, "hi": lo + (99 if reason == "held_out" else 49)})
+    # a window of two earlier cycles: the held-out rows of cycles 2 and 3, the newest
+    window = gate_window(engine, "default", 2)
+    assert sorted(window["id"]) == list(range(101, 301))
+    waiting = training_backlog(engine, "default", 10_000, window_cycles=2)
+    assert sorted(waiting["id"]) == [*range(1, 101), *range(301, 351)]  # the window never trains while in it
+    # no window (FRESHREC_GATE_WINDOW_CYCLES=1): every waiting row trains, the gate judges this batch alone
+    assert gate_window(engine, "default", 0).empty
+    assert len(training_backlog(engine, "default", 10_000)) == 350
