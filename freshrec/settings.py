@@ -73,7 +73,7 @@ class TrainingSettings(BaseModel):
                        "or a path to a Hugging Face model folder.")
     train_mode: Literal["lora", "full"] = "lora"
     update_scope: Literal["encoder", "head"] = Field(
-        "encoder", description="What a warm-start update trains: 'encoder' (the encoder as FRESHREC_TRAIN_MODE "
+        "head", description="What a warm-start update trains: 'encoder' (the encoder as FRESHREC_TRAIN_MODE "
         "says, and the head) or 'head' (the head, wide part and id table on the frozen encoder's embeddings, each "
         "text encoded once, forward only: several times cheaper a row on a CPU, so every fresh row trains; the "
         "encoder then learns in cold starts and rebases). See docs/evaluation.md.")

@@ -31,7 +31,7 @@ def clean_batch(engine, settings, events: int, seed: int):
 
 @pytest.mark.train
 def test_cold_then_warm_start_trains_on_the_older_rows_and_compares_on_the_newest(engine):
-    settings = load_settings(model="tiny", train_mode="full")
+    settings = load_settings(model="tiny", train_mode="full", update_scope="encoder")  # the head-only path: below
     pulled, clean = clean_batch(engine, settings, 400, 3)
     cold = fine_tune(engine, clean.iloc[:200], None, settings, replay_before=pulled.from_cursor)
     assert cold.trained and cold.cold_start and cold.champion_version is None and cold.skip_reason is None
