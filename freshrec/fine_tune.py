@@ -4,9 +4,9 @@ Test-then-train: the champion scores every new row before anything trains on it 
 the candidate trains on the rows waiting in the training backlog, the rest of the batch and a replay sample
 of older rows (trainer.py runs the loop), and champion and candidate are compared on the same held-out rows (by
 default the newest slice of the batch; FRESHREC_HOLDOUT), with those of FRESHREC_GATE_WINDOW_CYCLES - 1 earlier
-cycles (trainset.gate_window). Those rows, and any the budget did not reach, go to the backlog, which later cycles
-train newest first (held-out rows once they leave the gate's window); past FRESHREC_MAX_BACKLOG_ROWS its oldest rows leave it untrained,
-counted in the cycle record. Nothing is written here: the cycle's commit stores what the outcome carries.
+cycles (trainset.gate_window). Those rows, and any the budget did not reach, go to the backlog, which later
+cycles train newest first (held-out rows once they leave the gate's window); past FRESHREC_MAX_BACKLOG_ROWS its
+oldest rows leave it untrained, counted in the cycle record. Nothing is written here: the cycle's commit stores what the outcome carries.
 """
 
 from __future__ import annotations
@@ -131,18 +131,18 @@ def fine_tune(
     earlier = gate.gate_window_cycles - 1  # earlier cycles whose held-out rows the gate judges on, untrained
     backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))),
                                window_cycles=earlier)
-    window = gate_window(engine, consumer, earlier)
-    window = (build_examples(engine, window, cfg.history_len, categories, quarantined_ids) if len(window)
-              else examples.iloc[0:0])
+    judged_before = gate_window(engine, consumer, earlier)
+    judged_before = (build_examples(engine, judged_before, cfg.history_len, categories, quarantined_ids)
+                     if len(judged_before) else examples.iloc[0:0])
     waiting = (build_examples(engine, backlog, cfg.history_len, categories, quarantined_ids) if len(backlog)
                else pd.DataFrame())
     replay = pd.DataFrame()
     if rebase and replay_before is not None:  # the recent window, in place of the replay sample
         from freshrec.rebase import recent_rows
 
-        window = recent_rows(engine, consumer, replay_before, cfg.rebase_rows)
-        if len(window):
-            replay = build_examples(engine, window, cfg.history_len, categories, quarantined_ids)
+        recent = recent_rows(engine, consumer, replay_before, cfg.rebase_rows)
+        if len(recent):
+            replay = build_examples(engine, recent, cfg.history_len, categories, quarantined_ids)
     elif replay_before is not None and cfg.replay_ratio > 0:
         fresh = len(train_part) + len(waiting)
         older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
@@ -182,13 +182,13 @@ def fine_tune(
     timer = time.perf_counter()
     # The gate's rows: this batch's held-out rows and the window's (earlier cycles' held-out rows, untrained).
     holdout = holdout.copy()
-    judged = pd.concat([holdout, window], ignore_index=True)
+    judged = pd.concat([holdout, judged_before], ignore_index=True)
     judged["candidate_score"] = predict(candidate, cand_tokenizer, config, judged, device, cache=cache)
     holdout["candidate_score"] = judged["candidate_score"].to_numpy()[:len(holdout)]
-    if champion_model is not None and len(window):
-        judged.loc[len(holdout):, "champion_score"] = predict(champion_model, tokenizer, champion_config, window,
-                                                               device, cache=cache)
-    metrics["gate_rows"] = {"batch": len(holdout), "earlier_cycles": len(window),
+    if champion_model is not None and len(judged_before):
+        judged.loc[len(holdout):, "champion_score"] = predict(champion_model, tokenizer, champion_config,
+                                                               judged_before, device, cache=cache)
+    metrics["gate_rows"] = {"batch": len(holdout), "earlier_cycles": len(judged_before),
                             "users": int(judged["user_id"].nunique())}
     metrics["candidate"] = evaluate(judged["user_id"], judged["label"], judged["candidate_score"],
                                     gate.min_eval_rows)
