@@ -38,8 +38,8 @@ def models_show(version: Annotated[int, typer.Argument(help="Model version.")], 
     info = registry.show_model(checked_engine(current_settings()), db_id(version, "version"))
     m = info["metrics"]
     lineage = ((info.get("config") or {}).get("extra") or {}).get("lineage") or {}
-    made = ", ".join([lineage["kind"].replace("_", " ")] if lineage.get("kind") else []) + (
-        ", head only" if lineage.get("scope") == "head" else "")
+    made = ", ".join([lineage["kind"].replace("_", " ")] * bool(lineage.get("kind"))
+                     + ["head only"] * (lineage.get("scope") == "head"))
     lines = [f"version {info['version']}: {info['status']}" + (f" ({', '.join(info['aliases'])})" if info["aliases"]
                                                               else ""),
              f"parent {info['parent_version'] or '-'}, base {info['base_model']} ({info['train_mode']}"

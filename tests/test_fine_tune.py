@@ -130,7 +130,8 @@ def test_the_gate_judges_on_the_windows_held_out_rows_too_and_trains_none_of_the
     assert warm.metrics["candidate"]["n"] == warm.metrics["champion"]["n"] == len(warm.holdout) + 40
     assert warm.backlog_rows == 0 and warm.backlog_used == []  # still in the window: not trained
     assert warm.backlog_add["held_out"] == warm.holdout["id"].tolist()  # this batch's join the window
-    # a rebase (trained from the base on the recent rows before the batch) is judged on the same rows
+    # a rebase (trained from the base on the newest consumed rows, which never include the window's: they wait
+    # in the backlog) is judged on the same rows
     rebased = fine_tune(engine, clean.iloc[200:], registry.load_champion(engine), settings,
                         replay_before=pulled.to_cursor, rebase="test")
     assert rebased.metrics["rebase"]["window_rows"] > 0 and rebased.metrics["gate_rows"]["earlier_cycles"] == 40
