@@ -6,7 +6,8 @@ of older rows (trainer.py runs the loop), and champion and candidate are compare
 default the newest slice of the batch; FRESHREC_HOLDOUT), with those of FRESHREC_GATE_WINDOW_CYCLES - 1 earlier
 cycles (trainset.gate_window). Those rows, and any the budget did not reach, go to the backlog, which later
 cycles train newest first (held-out rows once they leave the gate's window); past FRESHREC_MAX_BACKLOG_ROWS its
-oldest rows leave it untrained, counted in the cycle record. Nothing is written here: the cycle's commit stores what the outcome carries.
+oldest rows leave it untrained, counted in the cycle record. Nothing is written here: the cycle's commit stores
+what the outcome carries.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class TrainingSettings(BaseModel):
         "head", description="What a warm-start update trains: 'encoder' (the encoder as FRESHREC_TRAIN_MODE "
         "says, and the head) or 'head' (the head, wide part and id table on the frozen encoder's embeddings, each "
         "text encoded once, forward only: several times cheaper a row on a CPU, so every fresh row trains; the "
-        "encoder then learns in cold starts and rebases). See docs/evaluation.md.")
+        "encoder then learns in cold starts and rebases). See docs/design.md, the model.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     cpu_threads: int = Field(0, ge=0, description="PyTorch threads on the CPU; 0: every usable core but one "
