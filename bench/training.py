@@ -8,9 +8,9 @@ gradient clipping, on batches whose every user and item text is distinct and at 
 both encode exactly batch x seq tokens per tower per step (freshrec's de-duplication of repeated texts cannot
 help it here). A third loop is freshrec's head-only update (FRESHREC_UPDATE_SCOPE=head) on the same rows: every
 text is new to it, so it pays one forward pass per text and no backward pass through the encoder
-(head_only_ratio: its examples/s over the full update's). The bare loop gets pre-tokenized tensors; freshrec's `train()` does its own batching, padding
-and device copies. Each mode runs in a fresh process (so peak RSS is per mode), and within it the two loops
-alternate, after warm-up steps, three times; the medians are reported.
+(head_only_ratio: its examples/s over the full update's). The bare loop gets pre-tokenized tensors; freshrec's
+`train()` does its own batching, padding and device copies. Each mode runs in a fresh process (so peak RSS is per
+mode), and within it the three loops alternate, after warm-up steps, three times; the medians are reported.
 """
 
 from __future__ import annotations
