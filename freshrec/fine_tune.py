@@ -129,12 +129,12 @@ def fine_tune(
     per_step = (cfg.gpu_batch_size if device.type == "cuda" else cfg.batch_size) * max(1, cfg.grad_accum_steps)
     steps = REBASE_STEPS if rebase else cfg.max_train_steps  # a rebase has its own budget (below)
     capacity = int(steps * per_step * (1 - FIRST_PASS_REPLAY_SHARE))
-    earlier = gate.gate_window_cycles - 1  # earlier cycles whose held-out rows the gate judges on, untrained
+    # earlier cycles' held-out rows the gate judges on: they stay in the backlog, untrained, while in the window
+    window = gate_window(engine, consumer, gate.gate_window_cycles - 1)
     backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))),
-                               window_cycles=earlier)
-    judged_before = gate_window(engine, consumer, earlier)
-    judged_before = (build_examples(engine, judged_before, cfg.history_len, categories, quarantined_ids)
-                     if len(judged_before) else examples.iloc[0:0])
+                               exclude_ids=window["id"] if len(window) else ())
+    judged_before = (build_examples(engine, window, cfg.history_len, categories, quarantined_ids)
+                     if len(window) else examples.iloc[0:0])
     waiting = (build_examples(engine, backlog, cfg.history_len, categories, quarantined_ids) if len(backlog)
                else pd.DataFrame())
     replay = pd.DataFrame()

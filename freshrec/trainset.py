@@ -32,12 +32,12 @@ def replay_sample(engine: Engine, consumer: str, before: Cursor, rows: int, seed
             dtype_backend="numpy_nullable")
 
 
-def training_backlog(engine: Engine, consumer: str, max_rows: int, window_cycles: int = 0) -> pd.DataFrame:
-    """The newest `max_rows` rows waiting to be trained on, less the held-out rows of the newest `window_cycles`
-    earlier cycles (the publish gate's window, gate_window)."""
+def training_backlog(engine: Engine, consumer: str, max_rows: int, exclude_ids=()) -> pd.DataFrame:
+    """The newest `max_rows` rows waiting to be trained on, less `exclude_ids` (the publish gate's window,
+    gate_window)."""
     with engine.connect() as conn:
         return pd.read_sql_query(query("backlog_rows"), conn, params={
-            "consumer": consumer, "max_rows": max_rows, "window_cycles": max(0, window_cycles)},
+            "consumer": consumer, "max_rows": max_rows, "exclude_ids": [int(i) for i in exclude_ids]},
             dtype_backend="numpy_nullable")
 
 
