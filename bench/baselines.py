@@ -5,7 +5,7 @@ Rows are frames with user_id, item_id, label and genres (a list of strings per r
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ class LikeRates:
         self.n_user, self.pos_user = defaultdict(int), defaultdict(int)
         self.n_item, self.pos_item = defaultdict(int), defaultdict(int)
         self.n, self.pos = 0, 0
+        from freshrec.features import RECENT_EVENTS
+
+        self.latest = defaultdict(lambda: deque(maxlen=RECENT_EVENTS))  # per user: their last labels, in order
 
     def prior(self) -> float:
         return (self.pos + 1) / (self.n + 2)
@@ -40,16 +43,22 @@ class LikeRates:
         return shrunk_rate(np.array([self.pos_user[u] for u in users], float),
                            np.array([self.n_user[u] for u in users], float), self.prior(), self.w)
 
+    def recent_counts(self, users) -> tuple[np.ndarray, np.ndarray]:
+        """Per user: how many of their last RECENT_EVENTS labels are known, and how many were positive."""
+        return (np.array([len(self.latest[u]) for u in users], float),
+                np.array([sum(self.latest[u]) for u in users], float))
+
     def inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
         """freshrec's side features of the rows computed from these counts (features.side_features, shrunk towards
         0.5 unlike this contender's own rates): what build_examples gives a row whose strictly earlier events are
         the ones learned so far. Without genre counts the category rate is the overall user rate."""
-        from freshrec.features import CATEGORY_RATE, side_features
+        from freshrec.features import CATEGORY_RATE, RECENT_RATE, recent_rate, side_features
 
         users, items = rows["user_id"], rows["item_id"]
         out = pd.DataFrame(side_features([self.n_user[u] for u in users], [self.pos_user[u] for u in users],
                                          [self.n_item[i] for i in items], [self.pos_item[i] for i in items]))
         out[CATEGORY_RATE] = out["user_rate"]
+        out[RECENT_RATE] = recent_rate(out["user_rate"], *self.recent_counts(users))
         return out
 
     def warm(self, rows: pd.DataFrame) -> None:
@@ -64,6 +73,7 @@ class LikeRates:
             self.pos_item[i] += int(y)
             self.n += 1
             self.pos += int(y)
+            self.latest[u].append(int(y))
 
 
 class Popularity(LikeRates):
@@ -153,6 +163,24 @@ class UserGenreItemRatesPerEvent(UserItemRatesPerEvent):
             for g in gs:
                 self.n_genre[u, g] += 1
                 self.pos_genre[u, g] += int(y)
+
+
+class UserGenreRecentItemRatesPerEvent(UserGenreItemRatesPerEvent):
+    """Per event, the above plus the user's recent departure from their overall rate, added by hand with weight 1:
+    logit(rate over their last RECENT_EVENTS ratings, shrunk towards the overall rate) - logit(overall rate). A
+    fixed prior over all of freshrec's like-rate inputs; freshrec's models do not start from it, a new model fits
+    the weights of its inputs to its training rows (trainer.fit_wide)."""
+    name = "user-in-genre+recent+item rates (per event)"
+
+    def score_group(self, rows: pd.DataFrame) -> np.ndarray:
+        from freshrec.features import recent_rate
+
+        users = rows["user_id"]
+        overall = self.user_rate(users)
+        z = (logit(self.user_genre_rate(users, rows["genres"])) + logit(self.item_rate(rows["item_id"]))
+             + logit(recent_rate(overall, *self.recent_counts(users), self.w)) - logit(overall)
+             - logit(self.prior()))
+        return 1 / (1 + np.exp(-z))
 
 
 class RiverLogisticRegression:

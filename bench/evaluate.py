@@ -15,6 +15,7 @@ cycle is scored by every contender *before* any of them learns from it (test-the
   user+item rates   smoothed user and item like-rates combined in log-odds
   ... (per event)   the same, updated after every event: the information freshrec's side features have
   user-in-genre ... the same with the user's rate in the film's genres (freshrec's FRESHREC_CATEGORY_RATE input)
+  ...+recent...     plus the user's recent departure from their overall rate (FRESHREC_RECENT_RATE), by hand
   river logreg      online logistic regression over user, item, genre and user x genre (river)
   frozen            freshrec's first champion, never updated (its inputs still follow the data)
   freshrec          the champion in service, updated every cycle: LoRA warm start, replay, the publish gate
@@ -42,8 +43,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 CONTENDERS = ["popularity", "user+item rates", "user+item rates (per event)", "user-in-genre+item rates (per event)",
-              "river logreg", "frozen", "freshrec",
-              "full retrain"]
+              "user-in-genre+recent+item rates (per event)", "river logreg", "frozen", "freshrec", "full retrain"]
 
 
 def rss_mb() -> float:
@@ -128,14 +128,15 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
 
     cfg = settings.training
     sample = history.sample(n=min(rows, len(history)), random_state=seed).sort_values("occurred_at")
-    examples = build_examples(engine, sample, cfg.history_len, cfg.category_rate)
+    examples = build_examples(engine, sample, cfg.history_len, cfg.category_rate, recent=cfg.recent_rate)
     config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                               max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=seed,
-                              id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)
+                              id_buckets=cfg.id_buckets, category_rate=cfg.category_rate,
+                              recent_rate=cfg.recent_rate)
     model = build_model(config)
     budget = cfg.model_copy(update={"epochs": 1, "max_train_steps": 10**6,
                                     "max_train_seconds": cfg.max_train_seconds * 4})
-    train(model, load_tokenizer(cfg.model), config, examples, budget)
+    train(model, load_tokenizer(cfg.model), config, examples, budget, new_model=True)  # as freshrec's new models
     return model, config
 
 
@@ -162,8 +163,8 @@ def run(args) -> dict:
     from freshrec.artifacts import load_artifact
     from freshrec.registry import load_champion
     from freshrec.inference import pick_device, predict
-    from bench.baselines import (Popularity, RiverLogisticRegression, UserGenreItemRatesPerEvent, UserItemRates,
-                                 UserItemRatesPerEvent)
+    from bench.baselines import (Popularity, RiverLogisticRegression, UserGenreItemRatesPerEvent,
+                                 UserGenreRecentItemRatesPerEvent, UserItemRates, UserItemRatesPerEvent)
 
     settings = eval_settings(args)
     engine, _ = scratch_database(args.database, settings)
@@ -191,7 +192,7 @@ def run(args) -> dict:
                          "fewer --warmup-train-rows, or a longer stream.")
     stream = Stream(engine, settings)
     baselines = [Popularity(), UserItemRates(), UserItemRatesPerEvent(), UserGenreItemRatesPerEvent(),
-                 RiverLogisticRegression()]
+                 UserGenreRecentItemRatesPerEvent(), RiverLogisticRegression()]
 
     started = time.perf_counter()
     history = stream.ingest_only(warmup - args.warmup_train_rows)
@@ -243,8 +244,8 @@ def run(args) -> dict:
             scores[b.name] = b.score(rows)
             b.learn(rows)
             seconds[b.name] = time.perf_counter() - t0
-        copy = next(b for b in baselines if isinstance(b, UserGenreItemRatesPerEvent)).last_inputs
-        row["inputs_max_abs_diff"] = inputs_difference(copy, ex, settings.category_rate)
+        copy = next(b for b in baselines if isinstance(b, UserGenreRecentItemRatesPerEvent)).last_inputs
+        row["inputs_max_abs_diff"] = inputs_difference(copy, ex, settings.category_rate, settings.recent_rate)
         history = pd.concat([history, ex[["id", "user_id", "item_id", "event_type", "label", "dwell_ms",
                                           "occurred_at"]]], ignore_index=True)
         for name in CONTENDERS:
@@ -258,6 +259,7 @@ def run(args) -> dict:
         row["freshrec_published"] = summary.decision.get("published")
         row["drift"] = (summary.drift or {}).get("drifted_share")
         row["dataset_drift"] = bool((summary.drift or {}).get("dataset_drift"))
+        row["drift_measured"] = (summary.drift or {}).get("status") == "measured"  # not: the adopting cycle
         row["drifted_columns"] = (summary.drift or {}).get("drifted_columns") or []  # which columns raise alarms
         row["fresh_coverage"] = (summary.train or {}).get("fresh_coverage")
         row["rebase"] = bool((outcome.metrics or {}).get("rebase"))
@@ -279,7 +281,9 @@ def run(args) -> dict:
     coverage = [c["fresh_coverage"] for c in cycles_out if c["fresh_coverage"] is not None]
     result["freshrec_cycles"] = {
         "published_share": round(np.mean([bool(c["freshrec_published"]) for c in cycles_out]), 3),
-        "dataset_drift_share": round(np.mean([c["dataset_drift"] for c in cycles_out]), 3),
+        "drift_measured_cycles": sum(c["drift_measured"] for c in cycles_out),
+        "dataset_drift_share": round(float(np.mean([c["dataset_drift"] for c in cycles_out if c["drift_measured"]]
+                                                   or [np.nan])), 3),
         "mean_fresh_coverage": round(float(np.mean(coverage)), 4) if coverage else None,
         "rebases": sum(c["rebase"] for c in cycles_out),
         "drifted_columns": dict(Counter(col for c in cycles_out for col in c["drifted_columns"]).most_common())}
@@ -287,6 +291,8 @@ def run(args) -> dict:
         result["recovery_cycles"] = recovery(cycles_out, drift_cycle)
         result["after_shift"] = {"freshrec - frozen": paired_auc_difference(pooled["freshrec"][drift_cycle:],
                                                                             pooled["frozen"][drift_cycle:]),
+                                 "drift_measured_before_shift": sum(c["drift_measured"]
+                                                                    for c in cycles_out[:drift_cycle]),
                                  "dataset_drift_before_shift": sum(c["dataset_drift"]
                                                                    for c in cycles_out[:drift_cycle]),
                                  "first_flag_after_shift": next((c["cycle"] - drift_cycle - 1 for c in
@@ -295,17 +301,19 @@ def run(args) -> dict:
     return result
 
 
-def inputs_difference(copy: pd.DataFrame, examples: pd.DataFrame, category_rate: bool) -> float:
+def inputs_difference(copy: pd.DataFrame, examples: pd.DataFrame, category_rate: bool,
+                      recent_rate: bool = False) -> float:
     """Largest difference between freshrec's side features of the cycle's rows (from SQL) and the per-event
     contenders' pandas copy of them: 0 when the bench's baselines see exactly the information freshrec's inputs
     hold (they learn only clean rows, so quarantined rows would show here)."""
-    from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS
+    from freshrec.features import CATEGORY_RATE, RECENT_RATE, SIDE_COLUMNS
 
-    columns = [*SIDE_COLUMNS, CATEGORY_RATE] if category_rate else SIDE_COLUMNS
+    columns = [*SIDE_COLUMNS, *([CATEGORY_RATE] if category_rate else []), *([RECENT_RATE] if recent_rate else [])]
     return round(float(np.abs(copy[columns].to_numpy(float) - examples[columns].to_numpy(float)).max()), 9)
 
 
-COMPARED = ("frozen", "user+item rates (per event)", "user-in-genre+item rates (per event)", "full retrain")
+COMPARED = ("frozen", "user+item rates (per event)", "user-in-genre+item rates (per event)",
+            "user-in-genre+recent+item rates (per event)", "full retrain")
 
 
 def totals(cycles: list[dict], pooled: dict[str, list], min_rows: int) -> dict:
@@ -425,7 +433,9 @@ def write_outputs(result: dict, out: Path) -> None:
     fc = result.get("freshrec_cycles")
     if fc:
         lines += ["", f"freshrec's cycles: {fc['published_share']:.0%} of candidates published, dataset drift "
-                  f"flagged in {fc['dataset_drift_share']:.0%} of cycles, fresh-row coverage {fc['mean_fresh_coverage']} "
+                  f"flagged in {fc['dataset_drift_share']:.0%} of the {fc['drift_measured_cycles']} measured cycles "
+                  f"(the first after a cold start adopts its batch as the reference), fresh-row coverage "
+                  f"{fc['mean_fresh_coverage']} "
                   f"on average, {fc['rebases']} rebase candidate(s)."]
         if fc.get("drifted_columns"):
             lines += ["Cycles in which each column drifted: " + ", ".join(
@@ -434,8 +444,9 @@ def write_outputs(result: dict, out: Path) -> None:
     if shift:
         d = shift["freshrec - frozen"]
         lines += [f"After the shift: freshrec - frozen AUC {d['auc_difference']:+.4f} ({d['ci95'][0]:+.4f} to "
-                  f"{d['ci95'][1]:+.4f}); dataset drift flagged in {shift['dataset_drift_before_shift']} cycle(s) "
-                  f"before the shift, first flag {shift['first_flag_after_shift']} cycle(s) after it (0: the "
+                  f"{d['ci95'][1]:+.4f}); dataset drift flagged in {shift['dataset_drift_before_shift']} of the "
+                  f"{shift['drift_measured_before_shift']} measured cycles before the shift, first flag "
+                  f"{shift['first_flag_after_shift']} cycle(s) after it (0: the "
                   "cycle the shift starts in)."]
     if "recovery_cycles" in result:
         lines += ["", "| contender | AUC before the drift | cycles to recover (within 0.02) |", "|---|---|---|"]

@@ -10,6 +10,8 @@ metric code, the priors a model could start from, each computed strictly from ea
   user + item rates           logit(user rate) + logit(item rate): freshrec's side features, untrained
   user-in-genre + item rates  the user's rate in each of the film's genres, shrunk to their overall rate
   user-in-first-genre + item  the same with the first genre only (what freshrec's items.category holds)
+  user-in-genre + recent + item  plus the user's recent departure from their overall rate, by hand (weight 1):
+                              logit(rate over their last 10 ratings, shrunk to the overall) - logit(overall)
 
 Prints AUC and NDCG@10 for the last --last ratings and for everything after --warmup ratings, with a 95%
 interval (bootstrap over users) of each prior's AUC difference to user + item rates.
@@ -28,8 +30,8 @@ import pandas as pd
 def priors(folder: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The ratings in time order with their labels, and each prior's P(like) per rating."""
     from bench.baselines import logit
-    from bench.replay_sweep import counts_before, user_genre_rates
-    from freshrec.features import side_features
+    from bench.replay_sweep import counts_before, recent_counts_before, user_genre_rates
+    from freshrec.features import RECENT_EVENTS, recent_rate, side_features
     from freshrec.movielens import POSITIVE_RATING, read_movielens
 
     movies, ratings = read_movielens(folder)
@@ -45,6 +47,9 @@ def priors(folder: Path) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         "user-in-genre + item rates": logit(user_genre_rates(ratings, genres)) + item,
         "user-in-first-genre + item rates": logit(user_genre_rates(ratings, genres.str[:1])) + item,
     }
+    recent = recent_rate(features["user_rate"], *recent_counts_before(ratings, RECENT_EVENTS))
+    log_odds["user-in-genre + recent + item rates"] = (log_odds["user-in-genre + item rates"] + logit(recent)
+                                                       - logit(features["user_rate"]))
     return ratings, {name: 1 / (1 + np.exp(-z)) for name, z in log_odds.items()}  # probabilities, as models give
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from freshrec.features import (HOLDOUT_MODES, SIDE_COLUMNS, item_text, shrunk_rate, side_features, split_holdout,
-                               user_text)
+from freshrec.features import (HOLDOUT_MODES, RECENT_EVENTS, RECENT_RATE, SIDE_COLUMNS, item_text, recent_rate,
+                               shrunk_rate, side_features, split_holdout, user_text)
 from freshrec.movielens import POSITIVE_RATING, movie_items, read_movielens
 
 
@@ -44,6 +44,19 @@ def user_genre_rates(ratings: pd.DataFrame, genres: pd.Series) -> np.ndarray:
     genre_n, genre_pos = counts_before(by_genre, ["userId", "genre"])
     by_genre["rate"] = shrunk_rate(genre_pos, genre_n, ratings["user_rate"].to_numpy()[by_genre["row"].to_numpy()])
     return by_genre.groupby("row")["rate"].mean().to_numpy()
+
+
+def recent_counts_before(frame: pd.DataFrame, events: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per rating of a time-ordered frame: how many of the user's last `events` ratings strictly before its time
+    (ties in time in row order, as freshrec's SQL breaks them by id) there are, and how many were positive."""
+    n, pos = np.zeros(len(frame)), np.zeros(len(frame))
+    times, labels = frame["timestamp"].to_numpy(), frame["label"].to_numpy()
+    for rows in frame.groupby("userId").indices.values():
+        earlier = np.searchsorted(times[rows], times[rows], side="left")  # the user's ratings strictly before
+        cumulative = np.r_[0, np.cumsum(labels[rows])]
+        first = np.maximum(0, earlier - events)
+        n[rows], pos[rows] = earlier - first, cumulative[earlier] - cumulative[first]
+    return n, pos
 
 
 def counts_before(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +80,7 @@ def movielens_stream(folder: Path, history_len: int) -> pd.DataFrame:
         ratings[column] = values
     ratings["user_genre_rate"] = user_genre_rates(ratings, movies.set_index("movieId")["genres"].astype(str)
                                                   .str.split("|"))
+    ratings[RECENT_RATE] = recent_rate(ratings["user_rate"], *recent_counts_before(ratings, RECENT_EVENTS))
     catalogue = movie_items(movies)
     texts = {i: item_text(t, c, d) for i, t, c, d in zip(catalogue["ids"], catalogue["titles"],
                                                          catalogue["categories"], catalogue["descriptions"])}

@@ -28,7 +28,7 @@ from freshrec.rebase import request_done
 from freshrec.quality import ValidatedBatch
 from freshrec.quarantine import quarantine_payload
 from freshrec.gate import Decision
-from freshrec.registry import PublishResult, insert_version_and_maybe_promote, record_decision
+from freshrec.registry import PublishResult, adopt_reference, insert_version_and_maybe_promote, record_decision
 from freshrec.sqlfiles import query
 from freshrec.fine_tune import FineTuneOutcome
 from freshrec.trainset import write_probe_set
@@ -272,10 +272,12 @@ def commit_cycle(
     drift_path: Path | None,
     decision: Decision,
     reference_sample: list[dict] | None,
+    champion_reference: list[dict] | None = None,
     keep_rejected: int = 20,
     backlog_keep: int | None = None,
 ) -> tuple[CycleSummary, PublishResult | None]:
-    """Commit everything the cycle decided, atomically; raises ConcurrentCycleError if the cursor moved."""
+    """Commit everything the cycle decided, atomically; raises ConcurrentCycleError if the cursor moved.
+    champion_reference: the drift reference the champion adopts now (it had none: a cold start)."""
     publish: PublishResult | None = None
     with engine.begin() as conn:
         batch_id = _record_batch(conn, cycle_id=summary.cycle_id, pulled=pulled, validated=validated)
@@ -299,6 +301,8 @@ def commit_cycle(
                 conn, artifact=outcome.artifact, decision=decision, champion_before=outcome.champion_version,
                 metrics=outcome.metrics, batch_ids=sorted(set(batch_ids)), cycle_id=summary.cycle_id,
                 reference_sample=reference_sample, keep_rejected=keep_rejected)
+        if champion_reference is not None and outcome is not None and outcome.champion_version:
+            adopt_reference(conn, outcome.champion_version, champion_reference)
         record_decision(conn, cycle_id=summary.cycle_id, decision=decision,
                         champion=outcome.champion_version if outcome else None, publish=publish)
         if drift is not None and drift.html is not None:

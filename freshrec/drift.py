@@ -3,10 +3,14 @@
 The question asked: has the data the champion now sees moved away from the data it was judged on when it was
 published? So the reference is the champion's own publish-time sample: rows of the batch of the cycle that made
 it, with its scores on the held-out ones among them, out of sample like the current batch's (kept with its
-version; fine_tune.drift_reference). Columns: the inputs (event type, hour, dwell, item category,
-item text length, item popularity and user activity relative to their batch, the item's like-rate and the
-user's like-rate in the item's categories), the champion's predicted score (prediction drift) and the label (a
-proxy for concept drift). Evidently picks the statistical method
+version; fine_tune.drift_reference). Except for a cold start: its batch's point-in-time features were computed
+on an empty (or no) history (every like-rate near its prior, every activity count small), a state the stream
+never returns to, so every later batch would look drifted against it. A cold start is published without a
+reference and adopts the first batch it scores, as it scored it (steps.commit, registry.adopt_reference): one
+cycle goes unmeasured, and the reference is then out of sample in features and scores alike. Columns: the
+inputs (event type, hour, dwell, item category, item text length, item popularity and user activity relative to
+their batch, the item's like-rate and the user's like-rate in the item's categories), the champion's predicted
+score (prediction drift) and the label (a proxy for concept drift). Evidently picks the statistical method
 per column from the data size, and with it the direction of the score (distance vs p-value), so the
 per-column verdict is read from Evidently's test status, not from the bare score.
 """

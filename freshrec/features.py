@@ -13,6 +13,8 @@ from freshrec.sqlfiles import query
 NO_HISTORY = "new user with no liked items yet"
 SIDE_COLUMNS = ["user_rate", "item_rate", "user_log_n", "item_log_n"]
 CATEGORY_RATE = "user_category_rate"  # the user's like-rate in the item's categories (features.category_rate)
+RECENT_RATE = "user_recent_rate"  # the user's like-rate over their last RECENT_EVENTS interactions (recent_rate)
+RECENT_EVENTS = 10
 RATE_PRIOR_WEIGHT = 10.0  # pseudo-events at a neutral 0.5, so a user with one like is not a sure thing
 
 
@@ -96,10 +98,17 @@ def category_rate(user_rate: float, counts: list[tuple[int, int]],
     return sum(shrunk_rate(pos, n, user_rate, weight) for n, pos in counts) / len(counts)
 
 
+def recent_rate(user_rate, n, pos, weight: float = RATE_PRIOR_WEIGHT):
+    """The user's like-rate over their last RECENT_EVENTS interactions (`n` of them, `pos` positive), shrunk
+    towards their overall rate: a user with no history yet has no recent departure from it."""
+    return shrunk_rate(np.asarray(pos, float), np.asarray(n, float), np.asarray(user_rate, float), weight)
+
+
 def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = True,
-                        exclude_ids: list[int] = ()) -> pd.DataFrame:
-    """Per row: the user's and the item's interactions before the row's time (never its own label), and the
-    user's rate in the item's categories (CATEGORY_RATE; without `categories` their overall rate, unqueried)."""
+                        exclude_ids: list[int] = (), recent: bool = False) -> pd.DataFrame:
+    """Per row: the user's and the item's interactions before the row's time (never its own label), the
+    user's rate in the item's categories (CATEGORY_RATE; without `categories` their overall rate, unqueried) and
+    their rate over their last RECENT_EVENTS interactions (RECENT_RATE; without `recent` their overall rate)."""
     params = {"row_ids": frame["id"].astype("int64").tolist(), "user_ids": frame["user_id"].astype("int64").tolist(),
               "item_ids": frame["item_id"].astype("int64").tolist(),
               "times": [t.to_pydatetime() for t in frame["occurred_at"]], "exclude_ids": list(exclude_ids)}
@@ -108,33 +117,40 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
         by_category: dict[int, list[tuple[int, int]]] = {}
         for r in conn.execute(query("user_category_counts"), params) if categories else ():
             by_category.setdefault(int(r.row_id), []).append((int(r.n), int(r.pos)))
+        latest = (conn.execute(query("user_recent_counts"), {**params, "recent_events": RECENT_EVENTS}).all()
+                  if recent else [])
     counts = pd.DataFrame(rows, columns=["id", "user_n", "user_pos", "item_n", "item_pos"]).set_index("id")
     counts = counts.reindex(frame["id"].astype("int64").to_numpy()).fillna(0)
     out = pd.DataFrame(side_features(counts["user_n"], counts["user_pos"], counts["item_n"], counts["item_pos"]))
     out[CATEGORY_RATE] = ([category_rate(rate, by_category.get(int(i), []))
                            for i, rate in zip(counts.index, out["user_rate"])] if categories else out["user_rate"])
+    recent_counts = (pd.DataFrame(latest, columns=["id", "n", "pos"]).set_index("id")
+                     .reindex(counts.index).fillna(0) if recent else None)
+    out[RECENT_RATE] = (recent_rate(out["user_rate"], recent_counts["n"], recent_counts["pos"]) if recent
+                        else out["user_rate"])
     return out
 
 
 def side_columns(config) -> list[str]:
     """The columns a model version reads beside the text, in its input order: with `category_rate` the user's
-    rate in the item's categories takes the place of their overall rate."""
-    if config.category_rate:
-        return [CATEGORY_RATE, *SIDE_COLUMNS[1:]]
-    return SIDE_COLUMNS
+    rate in the item's categories takes the place of their overall rate; with `recent_rate` their overall rate
+    and their recent rate follow (the model starts from the recent rate's departure from the overall one)."""
+    first = [CATEGORY_RATE, *SIDE_COLUMNS[1:]] if config.category_rate else list(SIDE_COLUMNS)
+    return [*first, "user_rate", RECENT_RATE] if getattr(config, "recent_rate", False) else first
 
 
 def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
-                   categories: bool = True, exclude_ids: list[int] = ()) -> pd.DataFrame:
+                   categories: bool = True, exclude_ids: list[int] = (), recent: bool = False) -> pd.DataFrame:
     """One example per clean row: user_text, item_text, the ids of the user's recent liked items, label, plus
-    the columns drift looks at; `categories`: whether a model will read the user's rate in the item's categories
-    (point_in_time_rates). Every feature reads clean_interactions; `exclude_ids` are rows this cycle quarantines,
-    not committed to quarantine yet, so the view still shows them: they feed no feature either."""
+    the columns drift looks at; `categories` and `recent`: whether a model will read the user's rate in the item's
+    categories and their recent rate (point_in_time_rates). Every feature reads clean_interactions; `exclude_ids`
+    are rows this cycle quarantines, not committed to quarantine yet, so the view still shows them: they feed no
+    feature either."""
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
                                      "history_item_ids", "event_type", "dwell_ms", "category", "hour", "item_text_len",
                                      "item_popularity", "user_activity", *SIDE_COLUMNS,
-                                     CATEGORY_RATE])
+                                     CATEGORY_RATE, RECENT_RATE])
     items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
     histories = fetch_histories(engine, clean, history_len, exclude_ids)
     out = pd.DataFrame({
@@ -163,8 +179,8 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
                                  exclude_ids)
     out["item_popularity"] = out["item_id"].map(popularity).fillna(0.0).astype("float64")
     out["user_activity"] = out["user_id"].map(activity).fillna(0.0).astype("float64")
-    rates = point_in_time_rates(engine, out, categories, exclude_ids)
-    for column in [*SIDE_COLUMNS, CATEGORY_RATE]:
+    rates = point_in_time_rates(engine, out, categories, exclude_ids, recent)
+    for column in [*SIDE_COLUMNS, CATEGORY_RATE, RECENT_RATE]:
         out[column] = rates[column].to_numpy()
     return out
 

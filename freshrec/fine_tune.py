@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -95,10 +96,15 @@ def fine_tune(
     if champion is not None:
         champion_model, champion_config = load_artifact(champion.artifact, champion.sha256)
     rebase = rebase if champion is not None else None  # without a champion every candidate starts from the base
-    # the user x category counts only when a model of this cycle reads them (a warm start keeps its inputs)
-    categories = (champion_config.category_rate if champion_config else cfg.category_rate) or bool(
-        rebase and cfg.category_rate)
-    examples = build_examples(engine, clean, cfg.history_len, categories, quarantined_ids)
+    # the user x category counts and the recent rate only when a model of this cycle reads them (a warm start
+    # keeps its inputs; a rebase takes the settings')
+    def reads(name: str) -> bool:
+        return bool(getattr(champion_config, name) if champion_config else getattr(cfg, name)) or bool(
+            rebase and getattr(cfg, name))
+
+    examples_of = partial(build_examples, engine, history_len=cfg.history_len, categories=reads("category_rate"),
+                          exclude_ids=quarantined_ids, recent=reads("recent_rate"))
+    examples = examples_of(clean)
     tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
     device = pick_device(cfg.device, cfg.cpu_threads)
     metrics: dict = {}
@@ -133,9 +139,9 @@ def fine_tune(
     window = gate_window(engine, consumer, gate.gate_window_cycles - 1)
     backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))),
                                exclude_ids=window["id"] if len(window) else ())
-    judged_before = (build_examples(engine, window, cfg.history_len, categories, quarantined_ids)
+    judged_before = (examples_of(window)
                      if len(window) else examples.iloc[0:0])
-    waiting = (build_examples(engine, backlog, cfg.history_len, categories, quarantined_ids) if len(backlog)
+    waiting = (examples_of(backlog) if len(backlog)
                else pd.DataFrame())
     replay = pd.DataFrame()
     if rebase and replay_before is not None:  # the recent window, in place of the replay sample
@@ -143,13 +149,13 @@ def fine_tune(
 
         recent = recent_rows(engine, consumer, replay_before, cfg.rebase_rows)
         if len(recent):
-            replay = build_examples(engine, recent, cfg.history_len, categories, quarantined_ids)
+            replay = examples_of(recent)
     elif replay_before is not None and cfg.replay_ratio > 0:
         fresh = len(train_part) + len(waiting)
         older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
                               replay_seed(cfg.seed, replay_before))
         if len(older):
-            replay = build_examples(engine, older, cfg.history_len, categories, quarantined_ids)
+            replay = examples_of(older)
     # Fresh rows (this cycle's and the backlog's) newest first, then the replayed ones (trainer.batch_order).
     fresh_set = pd.concat([part for part in (train_part, waiting) if len(part)], ignore_index=True)
     if len(fresh_set):
@@ -167,13 +173,15 @@ def fine_tune(
     else:
         config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                                   max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=cfg.seed,
-                                  id_buckets=cfg.id_buckets, category_rate=cfg.category_rate)
+                                  id_buckets=cfg.id_buckets, category_rate=cfg.category_rate,
+                                  recent_rate=cfg.recent_rate)
         candidate = build_model(config)
     fresh = len(fresh_set)  # train_set starts with them: every one before replay repeats
     cand_tokenizer = tokenizer if config.base_model == (champion_config.base_model if champion_config
                                                          else cfg.model) else load_tokenizer(config.base_model)
     stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
-                  fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step, head_only=head_only, cache=cache)
+                  fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step, head_only=head_only, cache=cache,
+                  new_model=champion_model is None or bool(rebase))
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
              "%.0f examples/s, loss %.4f -> %.4f; fresh rows trained %d of %d", stats.steps, lr_state.lr,
              len(train_set), len(waiting), len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0,
@@ -208,7 +216,7 @@ def fine_tune(
                             "max_abs_change": float(moved.max())}
     next_lr = lr_state.after(metrics["candidate"]["logloss"], (metrics.get("champion") or {}).get("logloss"))
     lineage = {"kind": "rebase" if rebase else "cold_start" if champion is None else "warm_start",
-               **({"scope": "head"} if head_only else {}),
+               **({"scope": "head"} if head_only else {}), **({"wide_fit": stats.wide_fit} if stats.wide_fit else {}),
                "parent": champion.version if champion else None, **({"reason": rebase} if rebase else {})}
     if rebase:
         metrics["rebase"] = {"reason": rebase, "window_rows": len(replay)}

@@ -128,6 +128,7 @@ class ModelConfig:
     id_buckets: int = 0  # rows of the item-id embedding table (0: no id term, versions made before)
     id_dim: int = 0
     category_rate: bool = False  # the user's rate in the item's categories replaces their overall rate (features)
+    recent_rate: bool = False  # the user's overall and recent rates follow the four side features (features)
 
     def to_json(self) -> dict:
         return {"format": ARTIFACT_FORMAT, **self.__dict__}
@@ -139,6 +140,8 @@ class ModelConfig:
 
 
 SIDE_DIM = 4  # user like-rate, item like-rate, log1p(user count), log1p(item count): see features.SIDE_COLUMNS
+RECENT_DIM = 2  # with recent_rate: the user's overall rate and their recent rate (features.side_columns)
+COUNT_COLUMNS = (2, 3)  # the log counts among the side features; every other side feature is a rate
 ID_DIM = 32
 ID_INIT_STD = 0.05  # small but not zero: a dot product of two zero vectors has no gradient
 
@@ -173,8 +176,10 @@ def _ctr_model_class():
     class CtrModel(nn.Module):
         """Deep part: an MLP over [user, item, user*item] text embeddings (and the side features).
         Wide part (with side features): a linear term over logit(user rate), logit(item rate) and the log
-        counts. It starts as logit(user rate) + logit(item rate), the like-rate baseline, and learns from there;
-        the text tells it where a user's taste departs from their average.
+        counts (with the recent rate also logit(overall user rate) and logit(recent user rate)). It starts as
+        logit(user rate) + logit(item rate), the like-rate baseline; a new model's wide part is then fitted to its
+        training rows (trainer.fit_wide), and everything learns from there; the text tells it where a user's
+        taste departs from their average.
         Id term (with id_buckets): dot(mean of the user's liked items' embeddings, the item's embedding)."""
 
         def __init__(self, encoder, hidden_size: int, side_dim: int = 0, id_buckets: int = 0, id_dim: int = 0):
@@ -190,7 +195,8 @@ def _ctr_model_class():
             if side_dim:
                 self.wide = nn.Linear(side_dim, 1)
                 with torch.no_grad():
-                    self.wide.weight.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0]]))
+                    # the overall and recent user rates (recent_rate) start at 0: trainer.fit_wide weighs them
+                    self.wide.weight.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0, 0.0][:side_dim]]))
                     self.wide.bias.zero_()
                     # The untrained deep part adds nothing: a new model is exactly the like-rate prior, and
                     # training teaches the text only where it beats that prior.
@@ -204,8 +210,10 @@ def _ctr_model_class():
                     self.item_ids.weight[id_buckets].zero_()
 
         def side_inputs(self, side):
-            rates = side[:, :2].clamp(1e-4, 1 - 1e-4)
-            return torch.cat([torch.log(rates / (1 - rates)), side[:, 2:] / 4.0], dim=-1)
+            rates = side.clamp(1e-4, 1 - 1e-4)
+            is_count = torch.zeros(side.shape[1], dtype=torch.bool, device=side.device)
+            is_count[list(COUNT_COLUMNS)] = True
+            return torch.where(is_count, side / 4.0, torch.log(rates / (1 - rates)))
 
         def embed(self, input_ids, attention_mask):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -247,12 +255,14 @@ def build_model(config: ModelConfig):
     elif config.train_mode != "full":
         raise ModelError(f"Training mode {config.train_mode!r} is unknown: set FRESHREC_TRAIN_MODE to lora or full.")
     torch.manual_seed(config.seed + 1)
-    return _ctr_model_class()(encoder, config.hidden_size, SIDE_DIM if config.side_features else 0,
+    side_dim = (SIDE_DIM + (RECENT_DIM if config.recent_rate else 0)) if config.side_features else 0
+    return _ctr_model_class()(encoder, config.hidden_size, side_dim,
                               config.id_buckets, config.id_dim)
 
 
 def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, max_user_tokens: int,
-                     history_len: int, seed: int, id_buckets: int = 0, category_rate: bool = False) -> ModelConfig:
+                     history_len: int, seed: int, id_buckets: int = 0, category_rate: bool = False,
+                     recent_rate: bool = False) -> ModelConfig:
     _offline()
     if base_model == TINY:
         hidden = TINY_CONFIG["hidden_size"]
@@ -262,4 +272,4 @@ def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, 
     return ModelConfig(base_model=base_model, train_mode=train_mode, hidden_size=hidden,
                        max_item_tokens=max_item_tokens, max_user_tokens=max_user_tokens,
                        history_len=history_len, seed=seed, side_features=True, id_buckets=id_buckets,
-                       id_dim=ID_DIM if id_buckets else 0, category_rate=category_rate)
+                       id_dim=ID_DIM if id_buckets else 0, category_rate=category_rate, recent_rate=recent_rate)

@@ -121,6 +121,13 @@ def _move_alias(conn: sa.Connection, *, alias: str, version: int, expected: int 
     return True
 
 
+def adopt_reference(conn: sa.Connection, version: int, reference_sample: list[dict]) -> bool:
+    """Inside the caller's transaction: give a version without a drift reference (a cold start) this one; a
+    stored reference is never replaced. True when it took."""
+    return conn.execute(query("model_version_adopt_reference"), {
+        "version": version, "reference_sample": json.dumps(reference_sample)}).rowcount == 1
+
+
 def insert_version_and_maybe_promote(conn: sa.Connection, *, artifact: Artifact, decision: Decision,
                                      champion_before: int | None, metrics: dict, batch_ids: list[int],
                                      cycle_id: int | None, reference_sample: list[dict] | None,

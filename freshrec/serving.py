@@ -24,8 +24,8 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from freshrec.errors import ModelError
-from freshrec.features import (CATEGORY_RATE, category_rate, item_categories, item_text, side_columns, side_features,
-                               user_text)
+from freshrec.features import (CATEGORY_RATE, RECENT_EVENTS, RECENT_RATE, category_rate, item_categories,
+                               item_text, recent_rate, side_columns, side_features, user_text)
 from freshrec.registry import CHANNEL
 from freshrec.sqlfiles import query
 
@@ -161,6 +161,9 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
         by_category = ({r.category: (int(r.n), int(r.pos)) for r in
                         conn.execute(query("user_category_counts_now"), {"user_id": user_id})}
                        if scorer.config.category_rate else {})
+        latest = (conn.execute(query("user_recent_counts_now"), {"user_id": user_id,
+                                                                 "recent_events": RECENT_EVENTS}).one()
+                  if scorer.config.recent_rate else None)
     if items.empty:
         return []
     by_item = {int(r.item_id): r for r in counts}
@@ -173,6 +176,8 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
         side[CATEGORY_RATE] = np.array([
             category_rate(rate, [by_category.get(c, (0, 0)) for c in item_categories(category)])
             for rate, category in zip(side["user_rate"], items["category"])])
+    side[RECENT_RATE] = (recent_rate(side["user_rate"], [latest.n] * len(items), [latest.pos] * len(items))
+                         if latest is not None else side["user_rate"])
     scores = scorer.score([r.title for r in liked], items,
                           np.column_stack([side[c] for c in side_columns(scorer.config)]).astype(np.float32),
                           [int(r.item_id) for r in liked],

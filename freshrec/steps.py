@@ -81,10 +81,15 @@ def quarantined_ids(validated: ValidatedBatch) -> list[int]:
 
 
 def drift(settings: Settings, outcome: FineTuneOutcome, champion: ChampionModel | None) -> DriftReport:
-    """The batch as the champion scored it, against the champion's stored reference sample."""
+    """The batch as the champion scored it, against the champion's stored reference sample. A champion without
+    one (a cold start; drift.py says why) adopts this batch as its reference in this cycle's commit."""
     reference = pd.DataFrame(champion.reference_sample) if champion and champion.reference_sample else None
-    return drift_core.measure_drift(reference, drift_core.drift_frame(outcome.examples, "champion_score"),
-                                    settings.drift, seed=settings.seed)
+    report = drift_core.measure_drift(reference, drift_core.drift_frame(outcome.examples, "champion_score"),
+                                      settings.drift, seed=settings.seed)
+    if champion is not None and reference is None:
+        report.result.note = (f"champion v{champion.version} has no drift reference yet (a cold start): this batch, "
+                              "as it scored it, becomes its reference; drift is measured from the next cycle")
+    return report
 
 
 def decide(settings: Settings, validated: ValidatedBatch, outcome: FineTuneOutcome | None,
@@ -104,11 +109,19 @@ def commit(settings: Settings, engine: Engine, cycle_id: int, pulled: PulledBatc
     summary = build_summary(cycle_id=cycle_id, consumer=settings.consumer, pulled=pulled, validated=validated,
                             outcome=outcome, drift=report, drift_path=drift_path, decision=decision,
                             stage_seconds=stage_seconds or {})
+    # a cold start's reference waits for the first batch it scores (drift.py says why)
     reference = (drift_core.reference_records(outcome.reference, "candidate_score", settings.drift_sample_cap,
-                                              settings.seed) if outcome is not None and outcome.trained else None)
+                                              settings.seed)
+                 if outcome is not None and outcome.trained and not outcome.cold_start else None)
+    adopted = (drift_core.reference_records(outcome.examples.sample(n=min(settings.drift_reference_rows,
+                                                                          len(outcome.examples)),
+                                                                   random_state=settings.seed),
+                                            "champion_score", settings.drift_sample_cap, settings.seed)
+               if report is not None and report.result.status == "no_reference" and outcome is not None
+               and outcome.champion_version and "champion_score" in outcome.examples else None)
     summary, _ = cycles.commit_cycle(
         engine, summary=summary, pulled=pulled, validated=validated, outcome=outcome, drift=report,
-        drift_path=drift_path, decision=decision, reference_sample=reference,
+        drift_path=drift_path, decision=decision, reference_sample=reference, champion_reference=adopted,
         keep_rejected=settings.keep_rejected_artifacts, backlog_keep=settings.max_backlog_rows)
     return summary
 

@@ -150,6 +150,10 @@ def test_evaluation_reports_every_contender_per_cycle_and_ndcg_as_the_mean_over_
         # the bench's per-event contenders see exactly the side features freshrec's SQL gives these rows
         assert cycle["inputs_max_abs_diff"] < 1e-6
         assert isinstance(cycle["drifted_columns"], list)  # which columns raised the cycle's alarm
+    # the cold-start champion adopts the first scored batch as its drift reference: drift is measured from the next
+    assert [c["drift_measured"] for c in result["cycles"]] == [False, True]
+    assert result["freshrec_cycles"]["drift_measured_cycles"] == 1
+    assert result["freshrec_cycles"]["dataset_drift_share"] == float(result["cycles"][1]["dataset_drift"])
     counted = result["freshrec_cycles"]["drifted_columns"]
     assert counted == dict(Counter(c for cycle in result["cycles"] for c in cycle["drifted_columns"]))
     for name in CONTENDERS:

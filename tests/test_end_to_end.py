@@ -163,6 +163,7 @@ def test_item_id_models_train_publish_and_rank_through_whole_cycles(prefect_harn
                                          "AND cardinality(history_item_ids) > 0")).scalar_one()
     assert [c["id_buckets"] for c in configs] == [64, 64] and probe_ids > 0
     assert [c["category_rate"] for c in configs] == [False, False]
+    assert [c["recent_rate"] for c in configs] == [True, True]  # the recent rate beside the overall rate
 
 
 @pytest.mark.slow
@@ -180,18 +181,20 @@ def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harn
 
 
 @pytest.mark.slow
-def test_new_models_read_the_category_rate_by_default_through_whole_cycles(prefect_harness, env, engine):
-    from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS, side_columns
+def test_new_models_read_the_category_and_recent_rates_by_default_through_whole_cycles(prefect_harness, env, engine):
+    from freshrec.features import CATEGORY_RATE, RECENT_RATE, SIDE_COLUMNS, side_columns
     from freshrec.model import ModelConfig
 
     configs = _publish_then_warm_start(env, engine)  # no setting: the default
     with engine.connect() as conn:
-        probe = conn.execute(sa.text("SELECT count(*), count(*) FILTER (WHERE user_category_rate <> user_rate) "
-                                     "FROM probe_set")).one()
+        probe = conn.execute(sa.text("SELECT count(*), count(*) FILTER (WHERE user_category_rate <> user_rate), "
+                                     "count(*) FILTER (WHERE user_recent_rate <> user_rate) FROM probe_set")).one()
     assert [c["category_rate"] for c in configs] == [True, True] and probe[0] > 0 and probe[1] > 0
-    assert side_columns(ModelConfig.from_json(configs[1]))[0] == CATEGORY_RATE
-    # versions made before (no such field in their config) keep reading the overall rate
-    older = ModelConfig.from_json({k: v for k, v in configs[0].items() if k != "category_rate"})
+    assert [c["recent_rate"] for c in configs] == [True, True] and probe[2] > 0
+    assert side_columns(ModelConfig.from_json(configs[1])) == [CATEGORY_RATE, *SIDE_COLUMNS[1:], "user_rate",
+                                                               RECENT_RATE]
+    # versions made before (no such fields in their config) keep reading the overall rate, and no recent rate
+    older = ModelConfig.from_json({k: v for k, v in configs[0].items() if k not in ("category_rate", "recent_rate")})
     assert side_columns(older) == SIDE_COLUMNS
 
 
@@ -223,11 +226,12 @@ def test_a_drift_report_opens_from_its_prefect_artifact_link(prefect_harness, en
 
     publish_everything(env)
     generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=500, drift_at=0.5, seed=9))
-    env.setenv("FRESHREC_MAX_BATCH_ROWS", "250")
+    env.setenv("FRESHREC_MAX_BATCH_ROWS", "170")
     app = create_app(reader, recheck_s=60)
     with background_server(app) as base, httpx.Client(base_url=base, timeout=60) as http:
         env.setenv("FRESHREC_PUBLIC_URL", base + "/")
         freshrec_update(catch_up=False)
+        freshrec_update(catch_up=False)  # the cold-start champion adopts this batch as its drift reference
         second = freshrec_update(catch_up=False)
         assert second["drift"]["status"] == "measured"
         with engine.connect() as conn:  # the second run's report: other tests' runs share the harness's server

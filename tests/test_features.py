@@ -76,6 +76,42 @@ def test_category_rate_counts_only_the_users_earlier_rows_in_each_category(engin
     assert got[CATEGORY_RATE].iloc[7] < got["user_rate"].iloc[7]  # and the horror row below it
 
 
+def test_recent_rate_counts_the_users_last_rows_strictly_before_ties_broken_by_id(engine):
+    import pandas as pd
+
+    from freshrec.features import RECENT_EVENTS, RECENT_RATE, point_in_time_rates, shrunk_rate
+    from freshrec.sqlfiles import query
+
+    assert RECENT_EVENTS == 10  # the events below are laid out for it
+    # user 1: 12 dislikes, then 3 likes in one second, then a row after them; user 2 interleaved, all likes
+    events = ([(1, 0, s) for s in range(12)] + [(2, 1, 5), (2, 1, 6)] + [(1, 1, 20)] * 3 + [(1, None, 25)]
+              + [(1, 0, 30), (2, 1, 30)])
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    with engine.begin() as conn:
+        conn.execute(query("insert_items"), {"ids": [1], "titles": ["t"], "descriptions": [""], "categories": [""]})
+        conn.execute(query("insert_interactions"), {
+            "user_ids": [e[0] for e in events], "item_ids": [1] * len(events), "event_types": ["click"] * len(events),
+            "labels": [e[1] for e in events], "dwell_ms": [None] * len(events),
+            "occurred_at": [(t0 + pd.Timedelta(seconds=e[2])).to_pydatetime() for e in events]})
+        frame = pd.read_sql("SELECT id, user_id, item_id, occurred_at FROM interactions ORDER BY id", conn)
+    got = point_in_time_rates(engine, frame, recent=True)
+
+    def expected(i: int) -> float:  # the definition, by brute force: last 10 labelled rows strictly earlier
+        user, _, second = events[i]
+        earlier = [e[1] for j, e in enumerate(events) if e[0] == user and e[2] < second and e[1] is not None]
+        latest = earlier[-RECENT_EVENTS:]
+        return shrunk_rate(sum(latest), len(latest), got["user_rate"].iloc[i])
+
+    np.testing.assert_allclose(got[RECENT_RATE], [expected(i) for i in range(len(events))])
+    assert got[RECENT_RATE].iloc[0] == got["user_rate"].iloc[0] == 0.5  # nothing before: the overall rate
+    # the likes of one second do not see each other: each sees the 10 newest dislikes only, below the overall rate
+    assert got[RECENT_RATE].iloc[14] == got[RECENT_RATE].iloc[16] < got["user_rate"].iloc[14]
+    # the row after them sees the three likes (3 of its last 10): its recent rate rose more than the overall one
+    assert got[RECENT_RATE].iloc[18] - got[RECENT_RATE].iloc[14] > got["user_rate"].iloc[18] - got["user_rate"].iloc[14]
+    without = point_in_time_rates(engine, frame)  # a model that does not read it: the overall rate, unqueried
+    assert (without[RECENT_RATE] == without["user_rate"]).all()
+
+
 def _stored_rows(engine):
     import pandas as pd
     import sqlalchemy as sa
@@ -86,17 +122,20 @@ def _stored_rows(engine):
 
 
 def test_side_features_are_the_same_in_training_and_in_the_benchs_pandas_copies(engine, tmp_path):
-    from bench.baselines import UserGenreItemRatesPerEvent
+    from bench.baselines import UserGenreRecentItemRatesPerEvent
     from bench.evaluate import with_genres
     from bench.replay_sweep import movielens_stream
-    from freshrec.features import CATEGORY_RATE, SIDE_COLUMNS, build_examples
+    from freshrec.features import CATEGORY_RATE, RECENT_EVENTS, RECENT_RATE, SIDE_COLUMNS, build_examples
     from freshrec.movielens import load_movielens
 
     movielens_folder(tmp_path, np.random.default_rng(3))
     load_movielens(engine, tmp_path)
-    training = build_examples(engine, _stored_rows(engine), history_len=5, categories=True)
-    columns = [*SIDE_COLUMNS, CATEGORY_RATE]
+    training = build_examples(engine, _stored_rows(engine), history_len=5, categories=True, recent=True)
+    columns = [*SIDE_COLUMNS, CATEGORY_RATE, RECENT_RATE]
     assert training[CATEGORY_RATE].nunique() > 10 and (training["user_log_n"] > 0).mean() > 0.9  # not trivial
+    # the recent rate is not the overall one: users with more than RECENT_EVENTS earlier ratings
+    assert (np.exp(training["user_log_n"]) - 1 > RECENT_EVENTS).any()
+    assert (np.abs(training[RECENT_RATE] - training["user_rate"]) > 0.01).mean() > 0.2
 
     # bench.priors / bench.replay_sweep: the same ratings from the files, counted with pandas (same row order)
     sweep = movielens_stream(tmp_path, history_len=5).rename(columns={"user_genre_rate": CATEGORY_RATE})
@@ -105,7 +144,7 @@ def test_side_features_are_the_same_in_training_and_in_the_benchs_pandas_copies(
     assert sweep["history_item_ids"].tolist() == training["history_item_ids"].tolist()
 
     # bench.evaluate's per-event contenders: their counts, learned event by event from the stored rows
-    contender = UserGenreItemRatesPerEvent()
+    contender = UserGenreRecentItemRatesPerEvent()
     contender.score(with_genres(engine, training))
     np.testing.assert_allclose(contender.last_inputs[columns].to_numpy(float), training[columns].to_numpy(float),
                                atol=1e-9)

@@ -25,11 +25,11 @@ def run(**params):
 
 def test_cycles_go_through_every_stage(prefect_harness, env, engine, tmp_path):
     publish_everything(env)  # this test is about the stages, not the model's quality
-    env.setenv("FRESHREC_MAX_BATCH_ROWS", "700")
+    env.setenv("FRESHREC_MAX_BATCH_ROWS", "500")
     generate.insert_stream(engine, generate.StreamSpec(users=40, items=60, events=1100, drift_at=0.6, noise=0.03,
                                                        seed=5))
     first = run()
-    assert first["status"] == "completed" and first["rows_pulled"] == 700
+    assert first["status"] == "completed" and first["rows_pulled"] == 500
     assert first["rows_pulled"] == first["rows_clean"] + first["rows_quarantined"]
     assert first["rows_quarantined"] > 0 and sum(first["quarantine_reasons"].values()) >= first["rows_quarantined"]
     assert first["trained"] and first["metrics"]["candidate"]["n"] > 0
@@ -38,10 +38,18 @@ def test_cycles_go_through_every_stage(prefect_harness, env, engine, tmp_path):
     assert set(first["stage_seconds"]) == {"pull", "validate", "fine_tune", "drift", "publish"}
 
     second = run()
-    assert second["rows_pulled"] == 400 and second["decision"]["champion_before"] == 1
+    assert second["rows_pulled"] == 500 and second["decision"]["champion_before"] == 1
     assert second["metrics"]["champion"]["n"] == second["metrics"]["candidate"]["n"]  # same held-out rows
-    assert second["drift"]["status"] == "measured"
-    report = Path(second["drift"]["report_path"])
+    # a cold start has no drift reference: the first batch it scores becomes it, as it scored it
+    assert second["drift"]["status"] == "no_reference" and "becomes its reference" in second["drift"]["note"]
+    with engine.connect() as conn:
+        reference = conn.execute(sa.text("SELECT reference_sample FROM model_versions WHERE version = 1")).scalar()
+    assert reference and len(reference) == second["rows_clean"] and {"prediction", "user_category_rate"} <= set(
+        reference[0])
+    third = run()
+    assert third["rows_pulled"] == 100 and third["drift"]["status"] == "measured"
+    assert third["drift"]["reference_rows"] == len(reference)
+    report = Path(third["drift"]["report_path"])
     assert report.is_file() and report.stat().st_size > 100_000
 
     with engine.connect() as conn:
@@ -49,20 +57,20 @@ def test_cycles_go_through_every_stage(prefect_harness, env, engine, tmp_path):
         stored = conn.execute(sa.text("SELECT html_sha256, html_path FROM drift_reports")).one()
         batches = conn.execute(sa.text("SELECT row_count, clean_count, quarantined_count FROM ingest_batches "
                                        "ORDER BY id")).all()
-    assert [tuple(c) for c in cycles] == [("completed", 700, True), ("completed", 400, True)]
+    assert [tuple(c) for c in cycles] == [("completed", 500, True), ("completed", 500, True), ("completed", 100, True)]
     assert stored.html_path == str(report)
     import hashlib
     assert stored.html_sha256 == hashlib.sha256(report.read_bytes()).hexdigest()
     assert sum(b.row_count for b in batches) == 1100 == count(engine, "interactions")
     assert count(engine, "quarantine") == sum(b.quarantined_count for b in batches)
-    assert count(engine, "model_versions") == 2 and count(engine, "validation_results") == 2
+    assert count(engine, "model_versions") == 3 and count(engine, "validation_results") == 3
 
     started = time.monotonic()
     empty = run()
     assert empty["status"] == "empty" and empty["rows_pulled"] == 0 and "no new rows" in empty["message"]
     assert time.monotonic() - started < 10
     assert count(engine, "update_cycles", "status = 'empty'") == 1
-    assert count(engine, "model_versions") == 2
+    assert count(engine, "model_versions") == 3
 
 
 def _good_batch(engine, seed):
@@ -148,9 +156,10 @@ def test_reports_are_listed_and_exported_from_the_database(prefect_harness, env,
 
     publish_everything(env)
     generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=500, drift_at=0.5, seed=9))
-    env.setenv("FRESHREC_MAX_BATCH_ROWS", "250")
+    env.setenv("FRESHREC_MAX_BATCH_ROWS", "170")
     run()
-    second = run()
+    run()  # the cold-start champion adopts this batch as its drift reference
+    second = run()  # the first cycle with a drift report
     (report,) = list_reports(engine)
     assert report["cycle_id"] == second["cycle_id"] and report["current_rows"] > 0
     Path(second["drift"]["report_path"]).unlink()  # the machine's copy is gone ...
@@ -310,11 +319,13 @@ def test_every_run_leaves_an_artifact_and_only_a_committed_cycle_a_drift_report(
     from freshrec.cycles import cycle_lock
 
     publish_everything(env)
-    env.setenv("FRESHREC_MAX_BATCH_ROWS", "250")
+    env.setenv("FRESHREC_MAX_BATCH_ROWS", "170")
     generate.insert_stream(engine, generate.StreamSpec(users=30, items=40, events=500, drift_at=0.5, seed=32))
     first = run_state()  # publishes the first champion; no reference yet, so no drift report
     assert first.is_completed()
     assert "cycle-summary" in artifacts(first.state_details.flow_run_id)
+    adopting = run_state()  # the champion adopts this batch as its reference: still no drift report
+    assert adopting.is_completed() and "drift-report" not in artifacts(adopting.state_details.flow_run_id)
 
     def commit_fails(*args, **kwargs):
         raise RuntimeError("the disk under PostgreSQL is full")

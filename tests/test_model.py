@@ -77,3 +77,49 @@ def test_models_load_without_the_network(monkeypatch):
     model = build_model(cfg)
     assert cfg.hidden_size == 384 and sum(p.numel() for p in model.parameters() if p.requires_grad) < 1_000_000  # LoRA + head, not 22M
     assert load_tokenizer("minilm")("hello")["input_ids"][0] == 101
+
+
+@pytest.mark.parametrize("category_rate,recent_rate", [(True, True), (False, True), (True, False)])
+def test_an_untrained_model_is_exactly_the_like_rate_prior_and_fitting_its_wide_part_finds_the_recent_rate(
+        category_rate, recent_rate):
+    """The wide part starts as logit(user rate, or their rate in the item's categories) + logit(item rate) and the
+    deep part adds nothing: the bench's per-event prior contender. A new model's wide part is then fitted to its
+    training rows (trainer.fit_wide): on rows whose labels follow the recent rate, it learns to weigh it."""
+    import torch
+
+    from freshrec.features import CATEGORY_RATE, RECENT_RATE, side_columns
+    from freshrec.trainer import fit_wide
+
+    cfg = new_model_config("tiny", "full", max_item_tokens=8, max_user_tokens=8, history_len=2, seed=0,
+                           category_rate=category_rate, recent_rate=recent_rate)
+    rng = np.random.default_rng(0)
+    n = 4000
+    examples = pd.DataFrame({"user_text": [f"liked: film {i % 50}" for i in range(n)],
+                             "item_text": [f"film {i % 50} | drama" for i in range(n)],
+                             "user_rate": rng.uniform(0.1, 0.9, n), "item_rate": rng.uniform(0.1, 0.9, n),
+                             "user_log_n": rng.uniform(0, 5, n), "item_log_n": rng.uniform(0, 5, n),
+                             CATEGORY_RATE: rng.uniform(0.1, 0.9, n), RECENT_RATE: rng.uniform(0.1, 0.9, n),
+                             "item_id": np.arange(n), "history_item_ids": [[]] * n})
+    assert len(side_columns(cfg)) == 4 + 2 * recent_rate
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    prior = logit(examples[CATEGORY_RATE if category_rate else "user_rate"]) + logit(examples["item_rate"])
+    model = build_model(cfg)
+    sample = examples.head(50)
+    got = predict(model, load_tokenizer("tiny"), cfg, sample)
+    np.testing.assert_allclose(got, torch.sigmoid(torch.as_tensor(prior[:50].to_numpy())).numpy(), atol=1e-5)
+
+    # labels drawn from the item rate and, twice as strongly, the recent rate: the fit finds that, and the scores
+    truth = logit(examples["item_rate"]) + (2 * logit(examples[RECENT_RATE]) if recent_rate else 0)
+    labels = (rng.random(n) < 1 / (1 + np.exp(-truth))).astype(np.float32)
+    side = examples[side_columns(cfg)].to_numpy(np.float32)
+    fitted = fit_wide(model, side, labels)
+    weights = pd.Series(fitted["weights"], index=side_columns(cfg)).groupby(level=0).sum()  # user_rate may be twice
+    assert fitted["rows"] == n and abs(weights["item_rate"] - 1) < 0.2
+    assert abs(weights[side_columns(cfg)[0]]) < 0.3  # the user's long-run rate says nothing here
+    if recent_rate:
+        assert abs(weights[RECENT_RATE] - 2) < 0.3
+    scores = predict(model, load_tokenizer("tiny"), cfg, examples)
+    assert binary_metrics(labels, scores)["auc"] > binary_metrics(labels, 1 / (1 + np.exp(-prior)))["auc"] + 0.05
+    few = build_model(cfg)  # with a handful of rows the prior holds it near the hand-set sum
+    fit_wide(few, side[:5], labels[:5])
+    assert np.abs(few.wide.weight.detach().numpy()[0, :2] - 1).max() < 0.5

@@ -136,3 +136,12 @@ def test_artifacts_may_only_name_allowed_base_models(engine, foreign_artifact, m
     check_base_model("tiny", None)
     with pytest.raises(ModelError):
         check_base_model("/elsewhere", (folder,))
+
+
+def test_a_version_without_a_drift_reference_adopts_one_once(engine, artifact):
+    first = publish(engine, artifact, None)  # as a cold start is published: no reference
+    with engine.begin() as conn:
+        assert registry.adopt_reference(conn, first.version, [{"prediction": 0.25, "label": "1"}])
+    with engine.begin() as conn:  # a later cycle's batch never replaces it
+        assert not registry.adopt_reference(conn, first.version, [{"prediction": 0.75, "label": "0"}])
+    assert registry.load_champion(engine).reference_sample == [{"prediction": 0.25, "label": "1"}]

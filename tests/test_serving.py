@@ -122,7 +122,7 @@ def test_serving_now_sees_the_features_training_gives_a_row_after_all_others(eng
     import pandas as pd
     from datetime import datetime, timezone
 
-    from freshrec.features import CATEGORY_RATE, build_examples, side_columns, user_text
+    from freshrec.features import CATEGORY_RATE, RECENT_RATE, build_examples, side_columns, user_text
     from freshrec.model import build_model, load_tokenizer, new_model_config
     from freshrec.movielens import load_movielens
     from freshrec.serving import Scorer, rank_items
@@ -137,9 +137,10 @@ def test_serving_now_sees_the_features_training_gives_a_row_after_all_others(eng
     movielens_folder(tmp_path, np.random.default_rng(4))
     load_movielens(engine, tmp_path)
     item_ids = list(range(1, 9))
-    for category_rate in (False, True):  # side_columns: the overall user rate, or the rate in the categories
+    # side_columns: the overall user rate or the rate in the categories, with or without the recent rate
+    for category_rate, recent_rate in ((False, False), (True, False), (True, True)):
         config = new_model_config("tiny", "full", max_item_tokens=16, max_user_tokens=24, history_len=3, seed=0,
-                                  category_rate=category_rate)
+                                  category_rate=category_rate, recent_rate=recent_rate)
         model = build_model(config).eval()
         scorer = RecordingScorer(1, "", model, config, load_tokenizer("tiny"), datetime.now(timezone.utc))
         for user in range(1, 7):
@@ -149,7 +150,8 @@ def test_serving_now_sees_the_features_training_gives_a_row_after_all_others(eng
             probe = pd.DataFrame({"id": -np.arange(1, len(served_items) + 1), "user_id": user,
                                   "item_id": served_items, "event_type": "rating", "label": 0, "dwell_ms": np.nan,
                                   "occurred_at": pd.Timestamp.now(tz="UTC")})
-            training = build_examples(engine, probe, config.history_len, categories=category_rate)
+            training = build_examples(engine, probe, config.history_len, categories=category_rate,
+                                      recent=recent_rate)
             np.testing.assert_allclose(side, training[side_columns(config)].to_numpy(np.float32), rtol=1e-6)
             assert set(training["user_text"]) == {user_text(titles)}
             assert history_ids == training["history_item_ids"].iloc[0]
@@ -158,3 +160,5 @@ def test_serving_now_sees_the_features_training_gives_a_row_after_all_others(eng
         if category_rate:
             assert len(set(side[:, 0])) > 1  # the category rate differs between films for the same user
             assert CATEGORY_RATE == side_columns(config)[0]
+        if recent_rate:  # the user's recent rate is not their overall one for every user served
+            assert side_columns(config)[-1] == RECENT_RATE and not np.allclose(side[:, -1], side[:, -2])
