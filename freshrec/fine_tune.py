@@ -139,10 +139,8 @@ def fine_tune(
     window = gate_window(engine, consumer, gate.gate_window_cycles - 1)
     backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))),
                                exclude_ids=window["id"] if len(window) else ())
-    judged_before = (examples_of(window)
-                     if len(window) else examples.iloc[0:0])
-    waiting = (examples_of(backlog) if len(backlog)
-               else pd.DataFrame())
+    judged_before = examples_of(window) if len(window) else examples.iloc[0:0]
+    waiting = examples_of(backlog) if len(backlog) else pd.DataFrame()
     replay = pd.DataFrame()
     if rebase and replay_before is not None:  # the recent window, in place of the replay sample
         from freshrec.rebase import recent_rows

@@ -108,9 +108,10 @@ class TrainingSettings(BaseModel):
     category_rate: bool = Field(True, description="New models read the user's like-rate in the item's categories "
                                 "(items.category, comma-separated) instead of their overall like-rate; see "
                                 "docs/evaluation.md.")
-    recent_rate: bool = Field(True, description="New models also read the user's like-rate over their last "
-                              "features.RECENT_EVENTS interactions (shrunk towards their overall rate): the taste of "
-                              "the moment, which lifetime rates average away; see docs/evaluation.md.")
+    recent_rate: bool = Field(True, description="New models also read the user's like-rate over their last 10 "
+                              "interactions (shrunk towards their overall rate), the taste of the moment that "
+                              "lifetime rates average away; its weight is fitted to the training rows. See "
+                              "docs/design.md, the model.")
     rebase_every: int = Field(0, ge=0, description="Every this many candidates, train one from the base model "
                               "on a recent window instead of warm-starting (freshrec/rebase.py); 0: only when "
                               "asked with `freshrec models rebase`.")

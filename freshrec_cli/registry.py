@@ -47,6 +47,14 @@ def models_show(version: Annotated[int, typer.Argument(help="Model version.")], 
              f"{info['cycle_id']}, batches {info['training_batch_ids']}, created {info['created_at'][:19]}",
              f"sha256 {info['artifact_sha256']} ({info['artifact_size']} bytes"
              + (")" if info["has_artifact"] else ", bytes pruned)")]
+    fit = lineage.get("wide_fit")
+    if fit:  # a new model's wide part, fitted to its training rows (trainer.fit_wide)
+        from freshrec.features import side_columns
+        from freshrec.model import ModelConfig
+
+        names = side_columns(ModelConfig.from_json(info["config"]))
+        lines.append(f"wide part fitted to {fit['rows']} rows: " + ", ".join(
+            f"{name} {w:+.3f}" for name, w in zip(names, fit["weights"])) + f", bias {fit['bias']:+.3f}")
     for who in ("candidate", "champion", "prequential"):
         if m.get(who):
             lines.append(f"{who:>11}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
