@@ -83,7 +83,7 @@ def test_sweep_runs_every_holdout_mode_and_scores_every_cycle(tmp_path):
 def test_genre_prior_finds_a_taste_the_overall_rates_cannot(tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    from bench.priors import priors
+    from bench.priors import fitted, priors
 
     rng = np.random.default_rng(1)
     pd.DataFrame({"movieId": np.arange(1, 21), "title": [f"Film {i} (2000)" for i in range(20)],
@@ -92,8 +92,10 @@ def test_genre_prior_finds_a_taste_the_overall_rates_cannot(tmp_path):
     likes_drama = users % 2 == 0  # half the users like dramas only, the other half comedies only
     pd.DataFrame({"userId": users, "movieId": movies, "rating": np.where(likes_drama == (movies <= 10), 5.0, 1.0),
                   "timestamp": np.arange(4000)}).to_csv(tmp_path / "ratings.csv", index=False)
-    ratings, scores = priors(tmp_path)
+    ratings, scores, inputs = priors(tmp_path)
     y, later = ratings["label"].to_numpy(), slice(2000, None)
+    learned = fitted(inputs["genre"], y, 2000, 500)  # refitted on everything before, every 500 ratings
+    assert np.isnan(learned[:2000]).all() and roc_auc_score(y[later], learned[later]) > 0.95
     assert roc_auc_score(y[later], scores["user + item rates"][later]) < 0.6  # everyone likes half of everything
     assert roc_auc_score(y[later], scores["user-in-genre + item rates"][later]) > 0.95
     # the first rating of each user sees no earlier rating of theirs: nothing but the neutral prior
