@@ -46,7 +46,10 @@ def test_cold_then_warm_start_trains_on_the_older_rows_and_compares_on_the_newes
     assert cold.train_rows == 160 and cold.replay_rows == 0  # nothing older than the batch to replay
     assert cold.metrics["candidate"]["n"] == 40 and "champion" not in cold.metrics
     assert len(cold.new_probe) == 200  # the stability guard's probe set, drawn from this batch
-    assert cold.artifact.config["extra"]["lineage"] == {"kind": "cold_start", "parent": None}
+    lineage = cold.artifact.config["extra"]["lineage"]
+    assert {k: lineage[k] for k in ("kind", "parent")} == {"kind": "cold_start", "parent": None}
+    # a new model's wide part is fitted to all its training rows first: one weight per side input, recorded
+    assert lineage["wide_fit"]["rows"] == 160 and len(lineage["wide_fit"]["weights"]) == 6
     # the drift reference: the whole batch's inputs, the candidate's out-of-sample scores on the held-out rows only
     ref = cold.reference.set_index("id")
     assert set(ref.index) == every and ref["candidate_score"].notna().sum() == 40
