@@ -79,7 +79,6 @@ class TrainStats:
     trained_mask: np.ndarray | None = field(default=None, repr=False)  # per example: in at least one step
     wide_fit: dict | None = None  # fit_wide's result, for a new model
 
-
     @property
     def examples_per_s(self) -> float:
         return self.examples / self.seconds if self.seconds > 0 else 0.0
