@@ -95,8 +95,12 @@ def drift_frame(examples: pd.DataFrame, score_column: str) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-def reference_records(examples: pd.DataFrame, score_column: str, cap: int, seed: int = 0) -> list[dict]:
-    """A bounded sample of the drift columns, stored with a model version as its drift reference."""
+def reference_records(examples: pd.DataFrame, score_column: str, cap: int, seed: int = 0,
+                      rows: int | None = None) -> list[dict]:
+    """A bounded sample of the drift columns, stored with a model version as its drift reference (`rows`: draw
+    that many of the examples first, as fine_tune.drift_reference does for a candidate)."""
+    if rows is not None and len(examples) > rows:
+        examples = examples.sample(n=rows, random_state=seed)
     frame = drift_frame(examples, score_column)
     if len(frame) > cap:
         frame = frame.sample(n=cap, random_state=seed)

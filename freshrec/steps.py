@@ -113,12 +113,10 @@ def commit(settings: Settings, engine: Engine, cycle_id: int, pulled: PulledBatc
     reference = (drift_core.reference_records(outcome.reference, "candidate_score", settings.drift_sample_cap,
                                               settings.seed)
                  if outcome is not None and outcome.trained and not outcome.cold_start else None)
-    adopted = (drift_core.reference_records(outcome.examples.sample(n=min(settings.drift_reference_rows,
-                                                                          len(outcome.examples)),
-                                                                   random_state=settings.seed),
-                                            "champion_score", settings.drift_sample_cap, settings.seed)
-               if report is not None and report.result.status == "no_reference" and outcome is not None
-               and outcome.champion_version and "champion_score" in outcome.examples else None)
+    adopts = (report is not None and report.result.status == "no_reference" and outcome is not None
+              and outcome.champion_version and "champion_score" in outcome.examples)
+    adopted = (drift_core.reference_records(outcome.examples, "champion_score", settings.drift_sample_cap,
+                                            settings.seed, rows=settings.drift_reference_rows) if adopts else None)
     summary, _ = cycles.commit_cycle(
         engine, summary=summary, pulled=pulled, validated=validated, outcome=outcome, drift=report,
         drift_path=drift_path, decision=decision, reference_sample=reference, champion_reference=adopted,
