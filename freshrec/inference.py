@@ -50,6 +50,7 @@ class TokenizedTexts:
         self.unique, self.index = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
         self.max_len = max_len
         self.ids = tokenizer(list(self.unique), truncation=True, max_length=max_len)["input_ids"]
+        self.lengths = np.fromiter((len(s) for s in self.ids), dtype=np.int64, count=len(self.ids))
         self.pad = tokenizer.pad_token_id or 0
 
     def batch(self, unique_positions: np.ndarray, device):
@@ -67,17 +68,38 @@ class TokenizedTexts:
         return ids, mask
 
 
-def embed_texts(model, tokenizer, texts: list[str], max_len: int, device, batch_size: int = 256) -> np.ndarray:
+def encode_chunk(device) -> int:
+    """Texts per forward pass of the encoder: small on a CPU, where a pass costs what its padded tokens cost
+    whatever the batch; large on a GPU, which needs wide batches to be busy."""
+    return 256 if device.type == "cuda" else 16
+
+
+def encode(model, texts: TokenizedTexts, positions: np.ndarray, device):
+    """The model's embeddings of the distinct texts at `positions`, in that order, encoded in chunks of similar
+    token length (encode_chunk): a chunk is padded to its longest text, so a 15-token title batched beside a
+    96-token history would cost as much as another history. Gradients flow when they are enabled."""
+    import torch
+
+    positions = np.asarray(positions, dtype=np.int64)
+    chunk = encode_chunk(device)
+    if len(positions) <= 1:
+        return model.embed(*texts.batch(positions, device))
+    order = np.argsort(texts.lengths[positions], kind="stable")
+    parts = [model.embed(*texts.batch(positions[order[lo:lo + chunk]], device)) for lo in range(0, len(order), chunk)]
+    out = torch.cat(parts)
+    return out[torch.as_tensor(np.argsort(order, kind="stable"), device=out.device)]
+
+
+def embed_texts(model, tokenizer, texts: list[str], max_len: int, device) -> np.ndarray:
     """The model's embedding of each text (every distinct text encoded once), as a numpy array."""
     import torch
 
     tokens = TokenizedTexts(tokenizer, texts, max_len)
-    out = []
-    with torch.no_grad():
-        for lo in range(0, len(tokens.unique), batch_size):
-            positions = np.arange(lo, min(len(tokens.unique), lo + batch_size))
-            out.append(model.embed(*tokens.batch(positions, device)).float().cpu().numpy())
-    return np.concatenate(out)[tokens.index]
+    if not len(tokens.unique):
+        return np.zeros((0, 0), dtype=np.float32)
+    with torch.no_grad(), _autocast(device):
+        out = encode(model, tokens, np.arange(len(tokens.unique)), device).float().cpu().numpy()
+    return out[tokens.index]
 
 
 class FrozenEncoderCache:
@@ -89,19 +111,27 @@ class FrozenEncoderCache:
         self.model, self.device = model, device
         self.vectors: dict[tuple[int, str], object] = {}  # (token limit, text) -> embedding
 
+    def fill(self, texts: TokenizedTexts, positions: np.ndarray | None = None) -> None:
+        """Encode the texts at `positions` (default: all of them) that the cache lacks, together: the more texts
+        one call encodes, the closer in length each chunk's texts are (encode)."""
+        import torch
+
+        positions = np.arange(len(texts.unique)) if positions is None else np.unique(positions)
+        new = [i for i in positions if (texts.max_len, texts.unique[i]) not in self.vectors]
+        if not new:
+            return
+        encoder_mode = self.model.encoder.training
+        self.model.encoder.eval()
+        with torch.no_grad(), _autocast(self.device):
+            vectors = encode(self.model, texts, np.asarray(new), self.device).float()
+        self.model.encoder.train(encoder_mode)
+        self.vectors.update({(texts.max_len, texts.unique[i]): v for i, v in zip(new, vectors)})
+
     def __call__(self, texts: TokenizedTexts, positions: np.ndarray):
         import torch
 
-        keys = [(texts.max_len, texts.unique[i]) for i in positions]
-        new = [i for i, key in zip(positions, keys) if key not in self.vectors]
-        if new:
-            encoder_mode = self.model.encoder.training
-            self.model.encoder.eval()
-            with torch.no_grad(), _autocast(self.device):
-                vectors = self.model.embed(*texts.batch(np.asarray(new), self.device)).float()
-            self.model.encoder.train(encoder_mode)
-            self.vectors.update({(texts.max_len, texts.unique[i]): v for i, v in zip(new, vectors)})
-        return torch.stack([self.vectors[key] for key in keys])
+        self.fill(texts, positions)
+        return torch.stack([self.vectors[(texts.max_len, texts.unique[i])] for i in positions])
 
 
 def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.ndarray, device,
@@ -116,8 +146,7 @@ def _pair_logits(model, users: TokenizedTexts, items: TokenizedTexts, rows: np.n
     if cache is not None:
         u, i = cache(users, u_pos), cache(items, i_pos)
     else:
-        u = model.embed(*users.batch(u_pos, device))
-        i = model.embed(*items.batch(i_pos, device))
+        u, i = encode(model, users, u_pos, device), encode(model, items, i_pos, device)
     extra = torch.as_tensor(side[rows], device=device) if side is not None else None
     picked = None
     if ids is not None:
@@ -148,7 +177,9 @@ def _ids(config: ModelConfig, examples: pd.DataFrame) -> tuple | None:
 
 def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, device=None,
             batch_size: int = 256, cache: FrozenEncoderCache | None = None) -> np.ndarray:
-    """P(engage) for each example (cache: embeddings of the model's encoder, filled and reused)."""
+    """P(engage) for each example (cache: embeddings of the model's encoder, filled and reused; without one, a
+    cache of this call's: each distinct text is encoded once, all of them before scoring, in chunks of similar
+    length)."""
     import torch
 
     if examples.empty:
@@ -156,6 +187,9 @@ def predict(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, devic
     device = device or next(model.parameters()).device
     model.to(device).eval()
     users, items = _texts(tokenizer, config, examples)
+    cache = cache if cache is not None else FrozenEncoderCache(model, device)
+    cache.fill(users)
+    cache.fill(items)
     side = _side(config, examples)
     ids = _ids(config, examples)
     out = []

@@ -57,14 +57,24 @@ GAIN_METRICS = {"auc": True, "logloss": False, "ndcg_at_10": True}  # metric -> 
 MIN_CLUSTER_USERS = 10  # fewer users on the held-out rows: resample rows (one user's rows are the whole gate)
 
 
+def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic on average ranks (scipy), a tie counting half a pair: the value
+    scikit-learn's roc_auc_score gives, without its input checks, which cost a hundred times the arithmetic in
+    a bootstrap's thousand resamples (paired_gains). Both classes must be present."""
+    from scipy.stats import rankdata
+
+    positives = labels > 0.5
+    n_pos = int(positives.sum())
+    n_neg = len(labels) - n_pos
+    return float((rankdata(scores)[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def paired_gains(user_ids, labels, candidate, champion, confidence: float = 0.9, resamples: int = 1000,
                  seed: int = 0) -> dict:
     """Candidate minus champion on the same rows, per metric, in the metric's good direction (positive: the
     candidate is better), with a one-sided lower and upper bound at `confidence` from a paired bootstrap over
     users (a user's rows move together; with fewer than MIN_CLUSTER_USERS users, over rows). A resample that
     leaves one class out does not count. {metric: {point, lower, upper, confidence, resamples, unit, units}}."""
-    from sklearn.metrics import roc_auc_score
-
     y = np.asarray(labels, dtype=np.float64)
     a = np.clip(np.asarray(candidate, dtype=np.float64), 1e-6, 1 - 1e-6)
     b = np.clip(np.asarray(champion, dtype=np.float64), 1e-6, 1 - 1e-6)
@@ -81,7 +91,7 @@ def paired_gains(user_ids, labels, candidate, champion, confidence: float = 0.9,
     ndcg_gain = (ndcg_a - ndcg_b).to_numpy()
 
     def gains(rows: np.ndarray) -> dict[str, float]:
-        return {"auc": roc_auc_score(y[rows], a[rows]) - roc_auc_score(y[rows], b[rows]),
+        return {"auc": rank_auc(y[rows], a[rows]) - rank_auc(y[rows], b[rows]),
                 "logloss": float(loss_b[rows].mean() - loss_a[rows].mean())}
 
     point = gains(np.arange(len(y)))

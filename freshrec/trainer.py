@@ -33,6 +33,9 @@ FIRST_PASS_REPLAY_SHARE = 0.25
 # The wide part of a new model is fitted to its training rows first (fit_wide): a logistic regression whose
 # weights are pulled towards the hand-set like-rate sum with this precision (in units of one row's curvature).
 WIDE_PRIOR_PRECISION = 10.0
+# A head-only update encodes the texts of this many micro-batches ahead at once (FrozenEncoderCache.fill): chunks
+# of similar length pad less than one micro-batch's texts; a budget that ends early wastes at most this much.
+PREFETCH_BATCHES = 16
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,10 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     started = time.perf_counter()
     last_report = started
     for micro, rows in enumerate(batches, start=1):
+        if cache is not None and micro % PREFETCH_BATCHES == 1:
+            ahead = np.concatenate(batches[micro - 1:micro - 1 + PREFETCH_BATCHES])
+            cache.fill(users, users.index[ahead])
+            cache.fill(items, items.index[ahead])
         with _autocast(device):
             logits = _pair_logits(model, users, items, rows, device, side, ids, cache)
         loss = loss_fn(logits.float(), labels[rows].to(device, non_blocking=True))

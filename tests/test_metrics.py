@@ -4,7 +4,7 @@ paired bootstrap's unit."""
 import numpy as np
 import pytest
 
-from freshrec.metrics import binary_metrics, evaluate, ndcg_at_k, ndcg_per_user, paired_gains
+from freshrec.metrics import binary_metrics, evaluate, ndcg_at_k, ndcg_per_user, paired_gains, rank_auc
 
 from helpers import scored_holdout
 
@@ -99,3 +99,13 @@ def test_a_model_against_itself_gains_nothing_and_rows_of_one_class_give_no_gain
         assert gains[metric]["point"] == gains[metric]["lower"] == gains[metric]["upper"] == 0, metric
     assert (gains["auc"]["unit"], gains["auc"]["units"], gains["auc"]["confidence"]) == ("users", 20, 0.9)
     assert paired_gains([1, 2], [1, 1], [0.3, 0.4], [0.5, 0.6]) == {}
+
+
+def test_the_bootstraps_auc_is_scikit_learns_including_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 300):
+        labels = np.r_[0.0, 1.0, rng.integers(0, 2, n - 2)]
+        scores = np.round(rng.random(n), 1)  # many ties
+        assert rank_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
