@@ -166,6 +166,8 @@ def fine_tune(
         lr_state = LrState(cfg.learning_rate, cfg.learning_rate)
         budget = cfg.model_copy(update={"max_train_seconds": cfg.rebase_train_seconds,
                                         "max_train_steps": REBASE_STEPS, "epochs": 1})
+    elif champion_model is None:  # the first model also trains from the base: it gets a rebase's time budget
+        budget = cfg.model_copy(update={"max_train_seconds": max(cfg.max_train_seconds, cfg.rebase_train_seconds)})
     if champion_model is not None and not rebase:
         candidate, config = load_artifact(champion.artifact)  # warm start: a second copy of the champion
     else:

@@ -116,7 +116,9 @@ class TrainingSettings(BaseModel):
                               "on a recent window instead of warm-starting (freshrec/rebase.py); 0: only when "
                               "asked with `freshrec models rebase`.")
     rebase_rows: int = Field(20_000, gt=0, description="Newest clean rows a rebase trains on, besides the batch.")
-    rebase_train_seconds: float = Field(600.0, gt=0, description="Training time budget of a rebase candidate.")
+    rebase_train_seconds: float = Field(600.0, gt=0, description="Training time budget of a model trained from "
+                                        "the base: a rebase candidate, and the first model (cold start) when it is "
+                                        "above FRESHREC_MAX_TRAIN_SECONDS.")
     max_item_tokens: int = Field(48, gt=4)
     max_user_tokens: int = Field(96, gt=4)
 

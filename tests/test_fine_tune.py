@@ -30,6 +30,20 @@ def clean_batch(engine, settings, events: int, seed: int):
 
 
 @pytest.mark.train
+def test_a_cold_start_trains_within_a_rebases_time_budget_not_a_warm_cycles(engine):
+    # a warm cycle's budget (a millisecond here) would end the first model after one step; a new model from the
+    # base gets FRESHREC_REBASE_TRAIN_SECONDS, as a rebase does, and trains every fresh row
+    settings = load_settings(model="tiny", train_mode="full", max_train_seconds=0.001, rebase_train_seconds=600)
+    pulled, clean = clean_batch(engine, settings, 200, 5)
+    cold = fine_tune(engine, clean, None, settings, replay_before=pulled.from_cursor)
+    assert cold.stats.steps > 1 and cold.stats.stopped_by == "data"
+    assert cold.stats.fresh_rows_trained == cold.stats.fresh_rows == 160 and not cold.backlog_add["not_trained"]
+    short = fine_tune(engine, clean, None, settings.model_copy(update={"rebase_train_seconds": 0.001}),
+                      replay_before=pulled.from_cursor)
+    assert short.stats.stopped_by == "max_seconds" and short.stats.fresh_rows_trained < 160
+
+
+@pytest.mark.train
 def test_cold_then_warm_start_trains_on_the_older_rows_and_compares_on_the_newest(engine):
     settings = load_settings(model="tiny", train_mode="full", update_scope="encoder")  # the head-only path: below
     pulled, clean = clean_batch(engine, settings, 400, 3)
