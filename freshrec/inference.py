@@ -82,8 +82,6 @@ def encode(model, texts: TokenizedTexts, positions: np.ndarray, device):
 
     positions = np.asarray(positions, dtype=np.int64)
     chunk = encode_chunk(device)
-    if len(positions) <= 1:
-        return model.embed(*texts.batch(positions, device))
     order = np.argsort(texts.lengths[positions], kind="stable")
     parts = [model.embed(*texts.batch(positions[order[lo:lo + chunk]], device)) for lo in range(0, len(order), chunk)]
     out = torch.cat(parts)

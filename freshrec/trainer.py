@@ -207,7 +207,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     started = time.perf_counter()
     last_report = started
     for micro, rows in enumerate(batches, start=1):
-        if cache is not None and micro % PREFETCH_BATCHES == 1:
+        if cache is not None and (micro - 1) % PREFETCH_BATCHES == 0:
             ahead = np.concatenate(batches[micro - 1:micro - 1 + PREFETCH_BATCHES])
             cache.fill(users, users.index[ahead])
             cache.fill(items, items.index[ahead])
