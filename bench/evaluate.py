@@ -122,7 +122,8 @@ def with_genres(engine, frame: pd.DataFrame) -> pd.DataFrame:
 
 def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: int):
     """A model trained from the base encoder on a sample of everything so far (the cost reference)."""
-    from freshrec.features import build_examples
+    from freshrec import wide
+    from freshrec.features import build_examples, side_columns
     from freshrec.model import build_model, load_tokenizer, new_model_config
     from freshrec.trainer import train
 
@@ -136,7 +137,10 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
     model = build_model(config)
     budget = cfg.model_copy(update={"epochs": 1, "max_train_steps": 10**6,
                                     "max_train_seconds": cfg.max_train_seconds * 4})
-    train(model, load_tokenizer(cfg.model), config, examples, budget, new_model=True)  # as freshrec's new models
+    if config.side_features:  # as freshrec's new lineages: the wide part fitted from the hand-set prior first
+        wide.fit(model, examples[side_columns(config)].to_numpy(np.float32), examples["label"].to_numpy(np.float64),
+                 wide.current(model))
+    train(model, load_tokenizer(cfg.model), config, examples, budget)
     return model, config
 
 

@@ -23,7 +23,8 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from freshrec.features import build_examples, split_holdout
-from freshrec.inference import FrozenEncoderCache, pick_device, predict
+from freshrec import wide
+from freshrec.inference import FrozenEncoderCache, _side, pick_device, predict
 from freshrec.ingest import Cursor
 from freshrec.metrics import evaluate, paired_gains
 from freshrec.model import build_model, new_model_config
@@ -31,6 +32,7 @@ from freshrec.artifacts import Artifact, ChampionModel, load_artifact, save_arti
 from freshrec.settings import Settings
 from freshrec.trainer import FIRST_PASS_REPLAY_SHARE, LrState, TrainStats, learning_rate_state, train
 from freshrec.trainset import gate_window, probe_pairs, replay_sample, replay_seed, training_backlog
+from freshrec.wide import WidePosterior
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,46 @@ def drift_reference(examples: pd.DataFrame, holdout: pd.DataFrame, rows: int, se
     reference = examples.sample(n=min(rows, len(examples)), random_state=seed)
     scores = reference["id"].map(holdout.set_index("id")["candidate_score"])
     return reference.assign(candidate_score=scores.astype("float64").to_numpy())
+
+
+def _wide_prior(engine: Engine, model, champion_model, champion_config) -> tuple[WidePosterior, str]:
+    """Where the candidate's wide part starts (wide.py): the running posterior (the newest attempt's) if it was
+    made for these side inputs; else, for a warm start, the champion's own (or its weights, for a version made
+    before); else the hand-set prior of a new lineage."""
+    running = wide.running_posterior(engine, model.side_dim)
+    if running is not None:
+        return running, "running"
+    if champion_model is not None:
+        return (WidePosterior.from_json((champion_config.extra or {}).get("wide_posterior"), model.side_dim)
+                or wide.current(champion_model)), "champion"
+    return wide.current(model), "hand-set"
+
+
+def _fit_wide(model, config, prior: tuple[WidePosterior, str], memory_rows: float, rows: pd.DataFrame,
+              offset: np.ndarray | None = None) -> tuple[dict, WidePosterior]:
+    """Fit the wide part to the rows (offset: the rest of the model's logit) and say how, for the lineage."""
+    start, how = prior
+    if not len(rows):  # nothing new: the prior carries over
+        wide.set_weights(model, start)
+        return wide.summary(start, 0, how), start
+    if how != "hand-set":
+        start = start.decayed(len(rows), memory_rows)
+    posterior = wide.fit(model, _side(config, rows), rows["label"].to_numpy(dtype=np.float64), start, offset)
+    fitted = wide.summary(posterior, len(rows), how)
+    log.info("wide part fitted to %d rows from the %s prior: weights %s, bias %s", len(rows), how,
+             fitted["weights"], fitted["bias"])
+    return fitted, posterior
+
+
+def _champion_offset(champion_model, tokenizer, champion_config, rows: pd.DataFrame, device, cache) -> np.ndarray:
+    """The champion's logit on each row less its wide term: what its deep part and id term say, the offset of a
+    warm start's wide fit. Rows this cycle's test-then-train pass did not score (backlog rows) are scored now."""
+    scores = (rows["champion_score"].to_numpy(dtype=np.float64, na_value=np.nan) if "champion_score" in rows
+              else np.full(len(rows), np.nan))
+    missing = np.isnan(scores)
+    if missing.any():
+        scores[missing] = predict(champion_model, tokenizer, champion_config, rows[missing], device, cache=cache)
+    return wide.residual_logits(champion_model, _side(champion_config, rows), scores)
 
 
 def fine_tune(
@@ -179,9 +221,24 @@ def fine_tune(
     fresh = len(fresh_set)  # train_set starts with them: every one before replay repeats
     cand_tokenizer = tokenizer if config.base_model == (champion_config.base_model if champion_config
                                                          else cfg.model) else load_tokenizer(config.base_model)
+    # The wide part (wide.py): a new lineage fits it to all its rows, a rebase continuing the running posterior
+    # to its fresh rows, both before the gradient steps; a warm start steps with the running posterior's weights,
+    # then adds the fresh rows the steps reached. It never takes a gradient step.
+    warm = champion_model is not None and not rebase
+    prior = _wide_prior(engine, candidate, champion_model if warm else None, champion_config) \
+        if config.side_features else None
+    wide_fit = None
+    if prior is not None and warm:
+        wide.set_weights(candidate, prior[0])
+    elif prior is not None:
+        wide_fit = _fit_wide(candidate, config, prior, cfg.wide_memory_rows,
+                             train_set if prior[1] == "hand-set" else fresh_set)
     stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
-                  fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step, head_only=head_only, cache=cache,
-                  new_model=champion_model is None or bool(rebase))
+                  fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step, head_only=head_only, cache=cache)
+    if prior is not None and warm:
+        trained = fresh_set[stats.trained_mask[:fresh]] if fresh else fresh_set
+        wide_fit = _fit_wide(candidate, config, prior, cfg.wide_memory_rows, trained, _champion_offset(
+            champion_model, tokenizer, champion_config, trained, device, cache))
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
              "%.0f examples/s, loss %.4f -> %.4f; fresh rows trained %d of %d", stats.steps, lr_state.lr,
              len(train_set), len(waiting), len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0,
@@ -216,12 +273,12 @@ def fine_tune(
                             "max_abs_change": float(moved.max())}
     next_lr = lr_state.after(metrics["candidate"]["logloss"], (metrics.get("champion") or {}).get("logloss"))
     lineage = {"kind": "rebase" if rebase else "cold_start" if champion is None else "warm_start",
-               **({"scope": "head"} if head_only else {}), **({"wide_fit": stats.wide_fit} if stats.wide_fit else {}),
+               **({"scope": "head"} if head_only else {}), **({"wide_fit": wide_fit[0]} if wide_fit else {}),
                "parent": champion.version if champion else None, **({"reason": rebase} if rebase else {})}
     if rebase:
         metrics["rebase"] = {"reason": rebase, "window_rows": len(replay)}
     config.extra = {**(config.extra or {}), "lr_state": asdict(next_lr), "cold_start": champion is None,
-                    "lineage": lineage,
+                    "lineage": lineage, **({"wide_posterior": wide_fit[1].to_json()} if wide_fit else {}),
                     "last_train": {"steps": stats.steps, "examples": stats.examples, "loss": stats.last_loss,
                                    "learning_rate": lr_state.lr}}
     outcome.seconds["evaluate"] = time.perf_counter() - timer

@@ -119,6 +119,9 @@ class TrainingSettings(BaseModel):
     rebase_train_seconds: float = Field(600.0, gt=0, description="Training time budget of a model trained from "
                                         "the base: a rebase candidate, and the first model (cold start) when it is "
                                         "above FRESHREC_MAX_TRAIN_SECONDS.")
+    wide_memory_rows: int = Field(10_000, gt=0, description="The wide part (the like-rates' weights) weighs the "
+                                  "evidence of about this many newest rows: older rows fade exponentially as new "
+                                  "ones arrive (freshrec/wide.py; see docs/design.md, the model).")
     max_item_tokens: int = Field(48, gt=4)
     max_user_tokens: int = Field(96, gt=4)
 

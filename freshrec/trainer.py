@@ -30,9 +30,6 @@ ID_LR_MULTIPLIER = 10.0  # the item-id table's rate relative to the encoder's an
 # In the first pass over the fresh rows each step still carries this share of replayed rows, so no step sees
 # only the present (forgetting), while the fresh rows are covered in as few steps as possible.
 FIRST_PASS_REPLAY_SHARE = 0.25
-# The wide part of a new model is fitted to its training rows first (fit_wide): a logistic regression whose
-# weights are pulled towards the hand-set like-rate sum with this precision (in units of one row's curvature).
-WIDE_PRIOR_PRECISION = 10.0
 # A head-only update encodes the texts of this many micro-batches ahead at once (FrozenEncoderCache.fill): chunks
 # of similar length pad less than one micro-batch's texts; a budget that ends early wastes at most this much.
 PREFETCH_BATCHES = 16
@@ -80,7 +77,6 @@ class TrainStats:
     fresh_rows: int = 0  # rows of this cycle (and the backlog) the candidate should learn from
     fresh_rows_trained: int = 0  # of those, rows that were in at least one optimizer step
     trained_mask: np.ndarray | None = field(default=None, repr=False)  # per example: in at least one step
-    wide_fit: dict | None = None  # fit_wide's result, for a new model
 
     @property
     def examples_per_s(self) -> float:
@@ -89,47 +85,16 @@ class TrainStats:
 
 def param_groups(model, lr: float, head_only: bool = False) -> list[dict]:
     """The id table learns faster and without weight decay: each step touches a few rows of it, and decoupled
-    decay would shrink every item the batch does not contain. head_only: everything but the encoder."""
+    decay would shrink every item the batch does not contain. head_only: everything but the encoder. The wide
+    part never takes gradient steps: its weights are a posterior fitted in closed form (wide.py)."""
     named = [(n, p) for n, p in model.named_parameters()
-             if p.requires_grad and not (head_only and n.startswith("encoder."))]
+             if p.requires_grad and not (head_only and n.startswith("encoder.")) and not n.startswith("wide.")]
     table = [p for n, p in named if n.startswith("item_ids.")]
     rest = [p for n, p in named if not n.startswith("item_ids.")]
     groups = [{"params": rest, "lr": lr, "weight_decay": 0.01}]
     if table:
         groups.append({"params": table, "lr": lr * ID_LR_MULTIPLIER, "weight_decay": 0.0})
     return groups
-
-
-def fit_wide(model, side: np.ndarray, labels: np.ndarray, precision: float = WIDE_PRIOR_PRECISION) -> dict:
-    """Fit a new model's wide part to its training rows before the gradient steps: the maximum a posteriori
-    logistic regression of the labels on the side inputs (logits of the like-rates, scaled log counts), with a
-    Gaussian prior centred on its initial weights, the hand-set like-rate sum (model.py). With a few rows it stays
-    near the sum; with many it finds the weights the data asks for, e.g. how much a user's recent rate says beside
-    their long-run rates on this stream, which no fixed sum can know. A new model's deep part and id term add
-    nothing yet (both start at zero), so the fit is the whole model's. L-BFGS over a handful of weights: well
-    under a second for tens of thousands of rows."""
-    import torch
-
-    x = model.side_inputs(torch.as_tensor(side, dtype=torch.float32))
-    y = torch.as_tensor(labels, dtype=torch.float32)
-    w0 = model.wide.weight.detach().clone()
-    w = w0.clone().requires_grad_(True)
-    b = model.wide.bias.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
-
-    def objective():
-        optimizer.zero_grad()
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits(x @ w[0] + b[0], y, reduction="sum")
-                + 0.5 * precision * ((w - w0) ** 2).sum())
-        loss.backward()
-        return loss
-
-    optimizer.step(objective)
-    with torch.no_grad():
-        model.wide.weight.copy_(w.detach())
-        model.wide.bias.copy_(b.detach())
-    return {"rows": int(len(y)), "weights": [round(float(v), 4) for v in w.detach()[0]],
-            "bias": round(float(b.detach()[0]), 4)}
 
 
 def batch_order(n: int, fresh: int, batch_size: int, epochs: int, rng, block: int | None = None
@@ -166,19 +131,21 @@ def batch_order(n: int, fresh: int, batch_size: int, epochs: int, rng, block: in
 def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: TrainingSettings,
           progress: Callable[[str], None] | None = None, learning_rate: float | None = None,
           fresh_rows: int | None = None, fresh_block: int | None = None, head_only: bool = False,
-          cache: FrozenEncoderCache | None = None, new_model: bool = False) -> TrainStats:
+          cache: FrozenEncoderCache | None = None) -> TrainStats:
     """Fine-tune in place on the examples, within the step and time budget (steps are optimizer steps).
 
     The first `fresh_rows` examples (default: all) are the fresh ones: each comes before any replayed row is
     used twice (batch_order; with fresh_block, in their given order, shuffled within blocks); the stats say how
     many of them made it into a step. head_only: the encoder stays as it is (FRESHREC_UPDATE_SCOPE=head) and each
     distinct text is encoded once, forward only, when a batch first needs it (`cache`, which may already hold
-    the champion's embeddings of the same encoder); the head, wide part and id table train. new_model: a model
-    fresh from build_model (cold start, rebase): its wide part is fitted to all the examples first (fit_wide)."""
+    the champion's embeddings of the same encoder); the head and id table train. The wide part is not trained
+    here (fine_tune fits it, wide.py)."""
     import torch
 
     device = pick_device(cfg.device, cfg.cpu_threads)
     model.to(device).train()
+    if getattr(model, "side_dim", 0):
+        model.wide.requires_grad_(False)  # fitted in closed form (wide.py), never by these steps
     lr = learning_rate or cfg.learning_rate
     groups = param_groups(model, lr, head_only)
     params = [p for group in groups for p in group["params"]]
@@ -198,10 +165,6 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
     ids = _ids(config, examples)
     cache = (cache or FrozenEncoderCache(model, device)) if head_only else None
     stats = TrainStats(device=device.type, learning_rate=lr, fresh_rows=fresh)
-    if new_model and config.side_features and n:
-        stats.wide_fit = fit_wide(model, side, examples["label"].to_numpy(dtype=np.float32))
-        log.info("wide part fitted to %d rows: weights %s, bias %s", n, stats.wide_fit["weights"],
-                 stats.wide_fit["bias"])
     seen = np.zeros(n, dtype=bool)
     pending: list[np.ndarray] = []  # rows of the micro-batches since the last optimizer step
     started = time.perf_counter()

@@ -64,6 +64,7 @@ def test_cold_then_warm_start_trains_on_the_older_rows_and_compares_on_the_newes
     assert {k: lineage[k] for k in ("kind", "parent")} == {"kind": "cold_start", "parent": None}
     # a new model's wide part is fitted to all its training rows first: one weight per side input, recorded
     assert lineage["wide_fit"]["rows"] == 160 and len(lineage["wide_fit"]["weights"]) == 6
+    assert lineage["wide_fit"]["prior"] == "hand-set"
     # the drift reference: the whole batch's inputs, the candidate's out-of-sample scores on the held-out rows only
     ref = cold.reference.set_index("id")
     assert set(ref.index) == every and ref["candidate_score"].notna().sum() == 40
@@ -81,7 +82,23 @@ def test_cold_then_warm_start_trains_on_the_older_rows_and_compares_on_the_newes
     assert warm.examples["champion_score"].notna().all() and warm.metrics["prequential"]["n"] == len(warm.examples)
     assert warm.metrics["champion"]["n"] == warm.metrics["candidate"]["n"] == len(warm.holdout)  # the same rows
     assert {"auc", "logloss"} <= set(warm.metrics["gain"]) and warm.metrics["probe"]["n"] > 0
-    assert warm.artifact.config["extra"]["lineage"] == {"kind": "warm_start", "parent": 1}
+    lineage = warm.artifact.config["extra"]["lineage"]
+    assert {k: lineage[k] for k in ("kind", "parent")} == {"kind": "warm_start", "parent": 1}
+    # the wide part continues the running posterior (the newest attempt's) with the fresh rows the steps reached
+    fit = lineage["wide_fit"]
+    assert fit["prior"] == "running" and fit["rows"] == warm.stats.fresh_rows_trained > 0
+    assert fit["rows_total"] == 160 + fit["rows"]
+    assert warm.artifact.config["extra"]["wide_posterior"]["rows"] == fit["rows_total"]
+
+    # a rejected candidate's rows still count: the next candidate continues from its posterior
+    with engine.begin() as conn:
+        registry.insert_version_and_maybe_promote(
+            conn, artifact=warm.artifact, decision=Decision(False, ["test"]), champion_before=1,
+            metrics=warm.metrics, batch_ids=[], cycle_id=None, reference_sample=None)
+    again = fine_tune(engine, clean.iloc[300:], registry.load_champion(engine), settings,
+                      replay_before=pulled.from_cursor)
+    fit_again = again.artifact.config["extra"]["lineage"]["wide_fit"]
+    assert again.champion_version == 1 and fit_again["rows_total"] == fit["rows_total"] + fit_again["rows"]
 
 
 def test_a_batch_below_the_minimum_trains_nothing_and_waits_whole(engine):
@@ -109,8 +126,9 @@ def test_a_head_only_warm_start_keeps_the_champions_encoder_and_scores_as_the_ch
             metrics=cold.metrics, batch_ids=[], cycle_id=None, reference_sample=None)
     champion = registry.load_champion(engine)
     warm = fine_tune(engine, clean.iloc[150:], champion, settings, replay_before=pulled.from_cursor)
-    assert warm.trained and warm.artifact.config["extra"]["lineage"] == {"kind": "warm_start", "scope": "head",
-                                                                         "parent": 1}
+    lineage = warm.artifact.config["extra"]["lineage"]
+    assert warm.trained and {k: lineage.get(k) for k in ("kind", "scope", "parent")} == {
+        "kind": "warm_start", "scope": "head", "parent": 1}
     assert warm.stats.fresh_rows_trained == warm.stats.fresh_rows == 120  # cheap rows: every fresh one trains
     old, _ = load_artifact(champion.artifact)
     new, config = load_artifact(warm.artifact.data)
@@ -153,3 +171,29 @@ def test_the_gate_judges_on_the_windows_held_out_rows_too_and_trains_none_of_the
                         replay_before=pulled.to_cursor, rebase="test")
     assert rebased.metrics["rebase"]["window_rows"] > 0 and rebased.metrics["gate_rows"]["earlier_cycles"] == 40
     assert rebased.metrics["candidate"]["n"] == len(rebased.holdout) + 40
+    # its wide part continues the running posterior with the batch's fresh rows, not the window's (already in it)
+    fit = rebased.artifact.config["extra"]["lineage"]["wide_fit"]
+    assert fit["prior"] == "running" and fit["rows"] == 160 and fit["rows_total"] == 160 + 160
+
+
+@pytest.mark.train
+def test_a_warm_starts_wide_part_learns_from_the_backlog_rows_too_scored_by_the_champion(engine):
+    import sqlalchemy as sa
+
+    settings = load_settings(model="tiny", train_mode="full", update_scope="head")
+    pulled, clean = clean_batch(engine, settings, 400, 8)
+    cold = fine_tune(engine, clean.iloc[:200], None, settings, replay_before=pulled.from_cursor)
+    with engine.begin() as conn:  # publish, and queue the held-out rows as the cycle's commit does
+        registry.insert_version_and_maybe_promote(
+            conn, artifact=cold.artifact, decision=Decision(True, ["test"]), champion_before=None,
+            metrics=cold.metrics, batch_ids=[], cycle_id=None, reference_sample=None)
+        cycle = conn.execute(sa.text("INSERT INTO update_cycles (consumer) VALUES ('default') RETURNING id")).scalar()
+        conn.execute(sa.text("INSERT INTO training_backlog (consumer, interaction_id, reason, cycle_id) "
+                             "SELECT 'default', id, 'held_out', :cycle FROM unnest(CAST(:ids AS bigint[])) id"),
+                     {"cycle": cycle, "ids": cold.backlog_add["held_out"]})
+    warm = fine_tune(engine, clean.iloc[200:], registry.load_champion(engine), settings,
+                     replay_before=pulled.from_cursor)
+    assert warm.backlog_rows == 40 and warm.stats.fresh_rows == 160 + 40  # the batch's and the backlog's
+    fit = warm.artifact.config["extra"]["lineage"]["wide_fit"]
+    assert fit["rows"] == warm.stats.fresh_rows_trained == 200
+    assert np.isfinite(fit["weights"]).all() and np.isfinite(fit["bias"])  # the backlog rows had an offset

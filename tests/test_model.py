@@ -84,11 +84,12 @@ def test_an_untrained_model_is_exactly_the_like_rate_prior_and_fitting_its_wide_
         category_rate, recent_rate):
     """The wide part starts as logit(user rate, or their rate in the item's categories) + logit(item rate) and the
     deep part adds nothing: the bench's per-event prior contender. A new model's wide part is then fitted to its
-    training rows (trainer.fit_wide): on rows whose labels follow the recent rate, it learns to weigh it."""
+    training rows from the hand-set prior (wide.fit): on rows whose labels follow the recent rate, it learns to
+    weigh it."""
     import torch
 
     from freshrec.features import CATEGORY_RATE, RECENT_RATE, side_columns
-    from freshrec.trainer import fit_wide
+    from freshrec import wide
 
     cfg = new_model_config("tiny", "full", max_item_tokens=8, max_user_tokens=8, history_len=2, seed=0,
                            category_rate=category_rate, recent_rate=recent_rate)
@@ -112,14 +113,14 @@ def test_an_untrained_model_is_exactly_the_like_rate_prior_and_fitting_its_wide_
     truth = logit(examples["item_rate"]) + (2 * logit(examples[RECENT_RATE]) if recent_rate else 0)
     labels = (rng.random(n) < 1 / (1 + np.exp(-truth))).astype(np.float32)
     side = examples[side_columns(cfg)].to_numpy(np.float32)
-    fitted = fit_wide(model, side, labels)
-    weights = pd.Series(fitted["weights"], index=side_columns(cfg)).groupby(level=0).sum()  # user_rate may be twice
-    assert fitted["rows"] == n and abs(weights["item_rate"] - 1) < 0.2
+    fitted = wide.fit(model, side, labels, wide.current(model))
+    weights = pd.Series(fitted.mean[:-1], index=side_columns(cfg)).groupby(level=0).sum()  # user_rate may be twice
+    assert fitted.rows == n and abs(weights["item_rate"] - 1) < 0.2
     assert abs(weights[side_columns(cfg)[0]]) < 0.3  # the user's long-run rate says nothing here
     if recent_rate:
         assert abs(weights[RECENT_RATE] - 2) < 0.3
     scores = predict(model, load_tokenizer("tiny"), cfg, examples)
     assert binary_metrics(labels, scores)["auc"] > binary_metrics(labels, 1 / (1 + np.exp(-prior)))["auc"] + 0.05
     few = build_model(cfg)  # with a handful of rows the prior holds it near the hand-set sum
-    fit_wide(few, side[:5], labels[:5])
+    wide.fit(few, side[:5], labels[:5], wide.current(few))
     assert np.abs(few.wide.weight.detach().numpy()[0, :2] - 1).max() < 0.5
