@@ -144,8 +144,6 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
 
     device = pick_device(cfg.device, cfg.cpu_threads)
     model.to(device).train()
-    if getattr(model, "side_dim", 0):
-        model.wide.requires_grad_(False)  # fitted in closed form (wide.py), never by these steps
     lr = learning_rate or cfg.learning_rate
     groups = param_groups(model, lr, head_only)
     params = [p for group in groups for p in group["params"]]
@@ -204,7 +202,7 @@ def train(model, tokenizer, config: ModelConfig, examples: pd.DataFrame, cfg: Tr
                      f"{stats.examples / (now - started):.0f} examples/s, fresh rows trained "
                      f"{int(seen[:fresh].sum())}/{fresh}")
             last_report = now
-    optimizer.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)  # also the wide part's, which no step applies (param_groups)
     stats.seconds = time.perf_counter() - started
     stats.fresh_rows_trained = int(seen[:fresh].sum())
     stats.trained_mask = seen

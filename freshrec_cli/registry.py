@@ -48,12 +48,15 @@ def models_show(version: Annotated[int, typer.Argument(help="Model version.")], 
              f"sha256 {info['artifact_sha256']} ({info['artifact_size']} bytes"
              + (")" if info["has_artifact"] else ", bytes pruned)")]
     fit = lineage.get("wide_fit")
-    if fit:  # a new model's wide part, fitted to its training rows (trainer.fit_wide)
+    if fit:  # the wide part's posterior (freshrec/wide.py): the rows this version added, and where it started
         from freshrec.features import side_columns
         from freshrec.model import ModelConfig
 
         names = side_columns(ModelConfig.from_json(info["config"]))
-        lines.append(f"wide part fitted to {fit['rows']} rows: " + ", ".join(
+        start = {"hand-set": "from the hand-set prior", "running": "continuing the newest attempt's posterior",
+                 "champion": "continuing its parent's posterior"}.get(fit.get("prior"), "")
+        total = f", {fit['rows_total']} in all" if "rows_total" in fit else ""
+        lines.append(f"wide part fitted to {fit['rows']} rows{' ' + start if start else ''}{total}: " + ", ".join(
             f"{name} {w:+.3f}" for name, w in zip(names, fit["weights"])) + f", bias {fit['bias']:+.3f}")
     for who in ("candidate", "champion", "prequential"):
         if m.get(who):

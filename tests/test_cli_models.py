@@ -19,7 +19,8 @@ def test_cli_models_and_score(engine, database_url, artifact):
     v1 = publish(engine, artifact, None).version
     head_update = config("full")
     head_update.extra = {"lineage": {"kind": "warm_start", "scope": "head", "parent": v1,
-                                     "wide_fit": {"rows": 300, "weights": [1.2, 0.9, 0.01, -0.02], "bias": -0.4}}}
+                                     "wide_fit": {"rows": 300, "weights": [1.2, 0.9, 0.01, -0.02], "bias": -0.4,
+                                                                  "prior": "running", "rows_total": 1300}}}
     v2 = publish(engine, save_artifact(build_model(head_update), head_update), v1).version
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO items (id, title, category) VALUES (1, 'football guide', 'sports'), "
@@ -37,7 +38,7 @@ def test_cli_models_and_score(engine, database_url, artifact):
     shown = subprocess.run([sys.executable, "-m", "freshrec_cli.main", "models", "show", str(v2)],
                            capture_output=True, text=True, env=env, timeout=120).stdout
     assert f"parent {v1}, base tiny (full, warm start, head only)" in shown  # how the version was made
-    assert ("wide part fitted to 300 rows: user_rate +1.200, item_rate +0.900, user_log_n +0.010, "
+    assert ("wide part fitted to 300 rows continuing the newest attempt's posterior, 1300 in all: user_rate +1.200, item_rate +0.900, user_log_n +0.010, "
             "item_log_n -0.020, bias -0.400") in shown
     assert cli("models", "rollback") == {"champion": v1, "previous": v2}
     ranked = cli("score", "--user", "7", "--items", "1", "--items", "3", "--top", "5")

@@ -111,3 +111,7 @@ def test_gradient_steps_leave_the_wide_part_alone():
     assert stats.steps > 0
     assert (model.wide.weight.detach() == before).all()
     assert not (model.head[0].weight.detach() == head_before).all()  # while the rest learns
+    from freshrec.artifacts import load_artifact, save_artifact
+
+    stored, _ = load_artifact(save_artifact(model, cfg).data)  # and the version keeps it
+    assert (stored.wide.weight.detach() == before).all()
