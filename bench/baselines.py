@@ -168,8 +168,8 @@ class UserGenreItemRatesPerEvent(UserItemRatesPerEvent):
 class UserGenreRecentItemRatesPerEvent(UserGenreItemRatesPerEvent):
     """Per event, the above plus the user's recent departure from their overall rate, added by hand with weight 1:
     logit(rate over their last RECENT_EVENTS ratings, shrunk towards the overall rate) - logit(overall rate). A
-    fixed prior over all of freshrec's like-rate inputs; freshrec's models do not start from it, a new model fits
-    the weights of its inputs to its training rows (trainer.fit_wide)."""
+    fixed prior over all of freshrec's like-rate inputs; freshrec's models do not start from it: their wide part
+    learns the weights of its inputs from every fresh row (wide.py)."""
     name = "user-in-genre+recent+item rates (per event)"
 
     def score_group(self, rows: pd.DataFrame) -> np.ndarray:

@@ -15,8 +15,8 @@ metric code, the priors a model could start from, each computed strictly from ea
   fitted: ... inputs          a logistic regression (scikit-learn) on the same inputs as freshrec's wide part reads
                               them (logits of the rates, log counts / 4), refitted every --refit ratings on all
                               earlier ones and scored on the next (test-then-train): how far a learned combination
-                              of the inputs goes beyond the hand-set sums, which is what freshrec's trainer.fit_wide
-                              does for a new model
+                              of the inputs goes beyond the hand-set sums; freshrec's wide part (wide.py) learns
+                              such a combination online, every fresh row once
 
 Prints AUC and NDCG@10 for the last --last ratings and for everything after --warmup ratings, with a 95%
 interval (bootstrap over users) of each prior's AUC difference to user + item rates.

@@ -134,7 +134,7 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
 def side_columns(config) -> list[str]:
     """The columns a model version reads beside the text, in its input order: with `category_rate` the user's
     rate in the item's categories takes the place of their overall rate; with `recent_rate` their overall rate
-    and their recent rate follow (weighed by the new model's wide fit, trainer.fit_wide)."""
+    and their recent rate follow (weighed by the wide part's posterior, wide.py)."""
     first = [CATEGORY_RATE, *SIDE_COLUMNS[1:]] if config.category_rate else list(SIDE_COLUMNS)
     return [*first, "user_rate", RECENT_RATE] if getattr(config, "recent_rate", False) else first
 

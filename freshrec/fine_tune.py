@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from freshrec.features import build_examples, split_holdout
+from freshrec.features import build_examples, side_columns, split_holdout
 from freshrec import wide
 from freshrec.inference import FrozenEncoderCache, _side, pick_device, predict
 from freshrec.ingest import Cursor
@@ -74,17 +74,18 @@ def drift_reference(examples: pd.DataFrame, holdout: pd.DataFrame, rows: int, se
     return reference.assign(candidate_score=scores.astype("float64").to_numpy())
 
 
-def _wide_prior(engine: Engine, model, champion_model, champion_config) -> tuple[WidePosterior, str]:
+def _wide_prior(engine: Engine, model, config, champion_model) -> tuple[WidePosterior, str]:
     """Where the candidate's wide part starts (wide.py): the running posterior (the newest attempt's) if it was
     made for these side inputs; else, for a warm start, the champion's own (or its weights, for a version made
     before); else the hand-set prior of a new lineage."""
-    running = wide.running_posterior(engine, model.side_dim)
+    inputs = side_columns(config)
+    running = wide.running_posterior(engine, inputs)
     if running is not None:
         return running, "running"
     if champion_model is not None:
-        return (WidePosterior.from_json((champion_config.extra or {}).get("wide_posterior"), model.side_dim)
-                or wide.current(champion_model)), "champion"
-    return wide.current(model), "hand-set"
+        return (WidePosterior.from_json((config.extra or {}).get("wide_posterior"), inputs)
+                or wide.current(champion_model, inputs)), "champion"
+    return wide.current(model, inputs), "hand-set"
 
 
 def _fit_wide(model, config, prior: tuple[WidePosterior, str], memory_rows: float, rows: pd.DataFrame,
@@ -225,7 +226,7 @@ def fine_tune(
     # to its fresh rows, both before the gradient steps; a warm start steps with the running posterior's weights,
     # then adds the fresh rows the steps reached. It never takes a gradient step.
     warm = champion_model is not None and not rebase
-    prior = _wide_prior(engine, candidate, champion_model if warm else None, champion_config) \
+    prior = _wide_prior(engine, candidate, config, champion_model if warm else None) \
         if config.side_features else None
     wide_fit = None
     if prior is not None and warm:

@@ -177,9 +177,9 @@ def _ctr_model_class():
         """Deep part: an MLP over [user, item, user*item] text embeddings (and the side features).
         Wide part (with side features): a linear term over logit(user rate), logit(item rate) and the log
         counts (with the recent rate also logit(overall user rate) and logit(recent user rate)). It starts as
-        logit(user rate) + logit(item rate), the like-rate baseline; a new model's wide part is then fitted to its
-        training rows (trainer.fit_wide), and everything learns from there; the text tells it where a user's
-        taste departs from their average.
+        logit(user rate) + logit(item rate), the like-rate baseline; its weights are then an online posterior
+        fitted in closed form to every fresh row (wide.py), while the rest learns by gradient steps; the text
+        tells it where a user's taste departs from their average.
         Id term (with id_buckets): dot(mean of the user's liked items' embeddings, the item's embedding)."""
 
         def __init__(self, encoder, hidden_size: int, side_dim: int = 0, id_buckets: int = 0, id_dim: int = 0):
@@ -195,7 +195,7 @@ def _ctr_model_class():
             if side_dim:
                 self.wide = nn.Linear(side_dim, 1)
                 with torch.no_grad():
-                    # the overall and recent user rates (recent_rate) start at 0: trainer.fit_wide weighs them
+                    # the overall and recent user rates (recent_rate) start at 0: wide.fit weighs them
                     self.wide.weight.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0, 0.0][:side_dim]]))
                     self.wide.bias.zero_()
                     # The untrained deep part adds nothing: a new model is exactly the like-rate prior, and

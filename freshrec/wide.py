@@ -32,35 +32,38 @@ PROBABILITY_CLIP = 1e-6  # scores are probabilities: their logits are recovered 
 
 @dataclass(frozen=True)
 class WidePosterior:
-    """Mean (the wide weights, then the bias) and precision matrix of the wide part's weights; `rows`: the rows it
-    has learned from, undecayed."""
+    """Mean (the wide weights, then the bias) and precision matrix of the wide part's weights; `inputs`: the side
+    columns the weights belong to, in order (features.side_columns); `rows`: the rows it has learned from,
+    undecayed."""
     mean: np.ndarray
     precision: np.ndarray
+    inputs: tuple[str, ...]
     rows: int = 0
 
     def to_json(self) -> dict:
-        return {"mean": [float(v) for v in self.mean], "precision": [[float(v) for v in row] for row in self.precision],
-                "rows": int(self.rows)}
+        return {"inputs": list(self.inputs), "mean": [float(v) for v in self.mean],
+                "precision": [[float(v) for v in row] for row in self.precision], "rows": int(self.rows)}
 
     @classmethod
-    def from_json(cls, data: dict | None, side_dim: int) -> WidePosterior | None:
-        """None when absent or made for other side inputs (a version before this, or other settings)."""
-        if not data or len(data.get("mean") or ()) != side_dim + 1:
+    def from_json(cls, data: dict | None, inputs) -> WidePosterior | None:
+        """None when absent or made for other side inputs (a version made before, or with other settings)."""
+        if not data or list(data.get("inputs") or ()) != list(inputs):
             return None
         return cls(np.asarray(data["mean"], dtype=np.float64), np.asarray(data["precision"], dtype=np.float64),
-                   int(data.get("rows", 0)))
+                   tuple(inputs), int(data.get("rows", 0)))
 
     def decayed(self, rows: int, memory_rows: float) -> WidePosterior:
         """The prior for `rows` new rows: the precision shrunk by exp(-rows / memory_rows)."""
-        return WidePosterior(self.mean, self.precision * math.exp(-rows / memory_rows), self.rows)
+        return WidePosterior(self.mean, self.precision * math.exp(-rows / memory_rows), self.inputs, self.rows)
 
 
-def current(model, precision: float = WIDE_PRIOR_PRECISION) -> WidePosterior:
-    """The model's wide weights as a prior with `precision` per weight and a free bias: for a new model, the
-    hand-set like-rate sum; for a version made before the wide part was a posterior, its own weights."""
+def current(model, inputs, precision: float = WIDE_PRIOR_PRECISION) -> WidePosterior:
+    """The model's wide weights (for the side columns `inputs`) as a prior with `precision` per weight and a free
+    bias: for a new model, the hand-set like-rate sum; for a version made before the wide part was a posterior,
+    its own weights."""
     weights = model.wide.weight.detach().double().numpy()[0]
     mean = np.append(weights, float(model.wide.bias.detach()[0]))
-    return WidePosterior(mean, np.diag([precision] * len(weights) + [0.0]))
+    return WidePosterior(mean, np.diag([precision] * len(weights) + [0.0]), tuple(inputs))
 
 
 def set_weights(model, posterior: WidePosterior) -> None:
@@ -110,7 +113,8 @@ def fit(model, side: np.ndarray, labels: np.ndarray, prior: WidePosterior,
     theta = theta.detach()
     p = torch.sigmoid(x @ theta + base)
     curvature = (x * (p * (1 - p))[:, None]).T @ x
-    posterior = WidePosterior(theta.numpy().copy(), (precision + curvature).numpy(), prior.rows + len(y))
+    posterior = WidePosterior(theta.numpy().copy(), (precision + curvature).numpy(), prior.inputs,
+                              prior.rows + len(y))
     set_weights(model, posterior)
     return posterior
 
@@ -121,10 +125,10 @@ def summary(posterior: WidePosterior, rows: int, prior: str) -> dict:
             "bias": round(float(posterior.mean[-1]), 4), "prior": prior, "rows_total": int(posterior.rows)}
 
 
-def running_posterior(engine, side_dim: int) -> WidePosterior | None:
+def running_posterior(engine, inputs) -> WidePosterior | None:
     """The newest attempt's posterior (published or not), if it was made for these side inputs."""
     from freshrec.sqlfiles import query
 
     with engine.connect() as conn:
         stored = conn.execute(query("wide_posterior")).scalar()
-    return WidePosterior.from_json(stored, side_dim)
+    return WidePosterior.from_json(stored, inputs)

@@ -113,7 +113,7 @@ def test_an_untrained_model_is_exactly_the_like_rate_prior_and_fitting_its_wide_
     truth = logit(examples["item_rate"]) + (2 * logit(examples[RECENT_RATE]) if recent_rate else 0)
     labels = (rng.random(n) < 1 / (1 + np.exp(-truth))).astype(np.float32)
     side = examples[side_columns(cfg)].to_numpy(np.float32)
-    fitted = wide.fit(model, side, labels, wide.current(model))
+    fitted = wide.fit(model, side, labels, wide.current(model, side_columns(cfg)))
     weights = pd.Series(fitted.mean[:-1], index=side_columns(cfg)).groupby(level=0).sum()  # user_rate may be twice
     assert fitted.rows == n and abs(weights["item_rate"] - 1) < 0.2
     assert abs(weights[side_columns(cfg)[0]]) < 0.3  # the user's long-run rate says nothing here
@@ -122,5 +122,5 @@ def test_an_untrained_model_is_exactly_the_like_rate_prior_and_fitting_its_wide_
     scores = predict(model, load_tokenizer("tiny"), cfg, examples)
     assert binary_metrics(labels, scores)["auc"] > binary_metrics(labels, 1 / (1 + np.exp(-prior)))["auc"] + 0.05
     few = build_model(cfg)  # with a handful of rows the prior holds it near the hand-set sum
-    wide.fit(few, side[:5], labels[:5], wide.current(few))
+    wide.fit(few, side[:5], labels[:5], wide.current(few, side_columns(cfg)))
     assert np.abs(few.wide.weight.detach().numpy()[0, :2] - 1).max() < 0.5

@@ -6,13 +6,21 @@ import pandas as pd
 import pytest
 
 from freshrec import wide
+from freshrec.features import side_columns
 from freshrec.model import build_model, new_model_config
 
 
+CONFIG = dict(max_item_tokens=8, max_user_tokens=8, history_len=2, seed=0, recent_rate=True)
+
+
 def tiny_model():
-    cfg = new_model_config("tiny", "full", max_item_tokens=8, max_user_tokens=8, history_len=2, seed=0,
-                           recent_rate=True)
+    cfg = new_model_config("tiny", "full", **CONFIG)
     return build_model(cfg), cfg
+
+
+def hand_set(model):
+    """The new model's hand-set prior (its initial weights, precision WIDE_PRIOR_PRECISION per weight)."""
+    return wide.current(model, side_columns(new_model_config("tiny", "full", **CONFIG)))
 
 
 def rows(rng, n: int, truth: np.ndarray, offset: np.ndarray | None = None):
@@ -28,9 +36,9 @@ def test_updating_chunk_by_chunk_without_forgetting_lands_where_one_fit_on_all_r
     truth = np.array([0.6, 1.2, 0.0, -0.3, 0.0, 0.9])
     side, labels = rows(rng, 8000, truth)
     batch_model, _ = tiny_model()
-    once = wide.fit(batch_model, side, labels, wide.current(batch_model))
+    once = wide.fit(batch_model, side, labels, hand_set(batch_model))
     online_model, _ = tiny_model()
-    posterior = wide.current(online_model)
+    posterior = hand_set(online_model)
     for lo in range(0, 8000, 1000):
         posterior = wide.fit(online_model, side[lo:lo + 1000], labels[lo:lo + 1000],
                              posterior.decayed(1000, 1e12) if lo else posterior)
@@ -48,7 +56,7 @@ def test_forgetting_follows_a_change_in_what_the_inputs_say_and_without_it_the_o
     ends = {}
     for memory in (1500, 1e12):
         model, _ = tiny_model()
-        posterior = wide.current(model)
+        posterior = hand_set(model)
         for side, labels in chunks:
             posterior = wide.fit(model, side, labels, posterior.decayed(len(labels), memory))
         ends[memory] = posterior.mean[5]  # the recent rate's weight
@@ -63,11 +71,11 @@ def test_the_fit_learns_only_what_the_offset_does_not_already_say():
     truth = np.array([1.0, 1.0, 0, 0, 0, 0.0])
     side, labels = rows(rng, 6000, truth, offset)
     with_offset, _ = tiny_model()
-    fitted = wide.fit(with_offset, side, labels, wide.current(with_offset), offset)
+    fitted = wide.fit(with_offset, side, labels, hand_set(with_offset), offset)
     rates = [0, 1, 5]  # the rates' weights (the log counts' are noisier: they move with the bias)
     np.testing.assert_allclose(fitted.mean[rates], truth[rates], atol=0.1)
     ignoring, _ = tiny_model()  # without it, the inputs' weights shrink towards zero (the offset is noise to them)
-    assert wide.fit(ignoring, side, labels, wide.current(ignoring)).mean[1] < 0.85
+    assert wide.fit(ignoring, side, labels, hand_set(ignoring)).mean[1] < 0.85
 
 
 def test_residual_logits_are_the_score_less_the_wide_term_and_a_posterior_for_other_inputs_is_not_used():
@@ -81,13 +89,15 @@ def test_residual_logits_are_the_score_less_the_wide_term_and_a_posterior_for_ot
     scores = 1 / (1 + np.exp(-(wide_term + rest)))
     np.testing.assert_allclose(wide.residual_logits(model, side, scores), rest, atol=1e-4)
 
-    posterior = wide.current(model)
+    posterior = hand_set(model)
     stored = posterior.to_json()
-    back = wide.WidePosterior.from_json(stored, model.side_dim)
+    back = wide.WidePosterior.from_json(stored, side_columns(cfg))
     np.testing.assert_array_equal(back.mean, posterior.mean)
     np.testing.assert_array_equal(back.precision, posterior.precision)
-    assert wide.WidePosterior.from_json(stored, model.side_dim - 2) is None  # made for other side inputs
-    assert wide.WidePosterior.from_json(None, model.side_dim) is None
+    assert back.inputs == tuple(side_columns(cfg))
+    other = side_columns(new_model_config("tiny", "full", **CONFIG, category_rate=True))
+    assert len(other) == len(back.inputs) and wide.WidePosterior.from_json(stored, other) is None  # other inputs
+    assert wide.WidePosterior.from_json(None, side_columns(cfg)) is None
     assert posterior.decayed(1000, 1000).precision[0, 0] == pytest.approx(posterior.precision[0, 0] / np.e)
 
 
