@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from freshrec.features import build_examples, side_columns, split_holdout
 from freshrec import wide
+from freshrec.features import build_examples, side_columns, split_holdout
 from freshrec.inference import FrozenEncoderCache, _side, pick_device, predict
 from freshrec.ingest import Cursor
 from freshrec.metrics import evaluate, paired_gains
