@@ -183,7 +183,7 @@ def fine_tune(
     backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))),
                                exclude_ids=window["id"] if len(window) else ())
     judged_before = examples_of(window) if len(window) else examples.iloc[0:0]
-    waiting = examples_of(backlog) if len(backlog) else pd.DataFrame()
+    waiting = examples_of(backlog.drop(columns="reason")) if len(backlog) else pd.DataFrame()
     replay = pd.DataFrame()
     if rebase and replay_before is not None:  # the recent window, in place of the replay sample
         from freshrec.rebase import recent_rows
@@ -222,24 +222,24 @@ def fine_tune(
     fresh = len(fresh_set)  # train_set starts with them: every one before replay repeats
     cand_tokenizer = tokenizer if config.base_model == (champion_config.base_model if champion_config
                                                          else cfg.model) else load_tokenizer(config.base_model)
-    # The wide part (wide.py): a new lineage fits it to all its rows, a rebase continuing the running posterior
-    # to its fresh rows, both before the gradient steps; a warm start steps with the running posterior's weights,
-    # then adds the fresh rows the steps reached. It never takes a gradient step.
-    warm = champion_model is not None and not rebase
-    prior = _wide_prior(engine, candidate, config, champion_model if warm else None) \
-        if config.side_features else None
+    # The wide part (wide.py), before the gradient steps so that they learn around it: a new lineage fits it to all
+    # its rows from the hand-set prior; otherwise the running posterior takes the fresh rows that have not entered
+    # it yet (not those a budget left in an earlier cycle: they entered then), offset by the champion's logit less
+    # its wide term in a warm start (zero in a rebase, whose deep part starts at zero). No gradient step moves it.
+    prior = _wide_prior(engine, candidate, config, champion_model if champion_model is not None and not rebase
+                        else None) if config.side_features else None
     wide_fit = None
-    if prior is not None and warm:
-        wide.set_weights(candidate, prior[0])
-    elif prior is not None:
-        wide_fit = _fit_wide(candidate, config, prior, cfg.wide_memory_rows,
-                             train_set if prior[1] == "hand-set" else fresh_set)
+    if prior is not None:
+        if prior[1] == "hand-set":
+            rows, offset = train_set, None
+        else:
+            entered = backlog["id"][backlog["reason"] == "not_trained"] if len(backlog) else []
+            rows = fresh_set[~fresh_set["id"].isin(entered)] if fresh else fresh_set
+            offset = (_champion_offset(champion_model, tokenizer, champion_config, rows, device, cache)
+                      if champion_model is not None and not rebase and len(rows) else None)
+        wide_fit = _fit_wide(candidate, config, prior, cfg.wide_memory_rows, rows, offset)
     stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
                   fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step, head_only=head_only, cache=cache)
-    if prior is not None and warm:
-        trained = fresh_set[stats.trained_mask[:fresh]] if fresh else fresh_set
-        wide_fit = _fit_wide(candidate, config, prior, cfg.wide_memory_rows, trained, _champion_offset(
-            champion_model, tokenizer, champion_config, trained, device, cache))
     log.info("trained %d steps at lr %.2e on %d rows (%d from the backlog, %d replayed) in %.1f s, "
              "%.0f examples/s, loss %.4f -> %.4f; fresh rows trained %d of %d", stats.steps, lr_state.lr,
              len(train_set), len(waiting), len(replay), stats.seconds, stats.examples_per_s, stats.first_loss or 0,

@@ -33,8 +33,8 @@ def replay_sample(engine: Engine, consumer: str, before: Cursor, rows: int, seed
 
 
 def training_backlog(engine: Engine, consumer: str, max_rows: int, exclude_ids=()) -> pd.DataFrame:
-    """The newest `max_rows` rows waiting to be trained on, less `exclude_ids` (the publish gate's window,
-    gate_window)."""
+    """The newest `max_rows` rows waiting to be trained on, with why they wait ('reason'), less `exclude_ids` (the
+    publish gate's window, gate_window)."""
     with engine.connect() as conn:
         return pd.read_sql_query(query("backlog_rows"), conn, params={
             "consumer": consumer, "max_rows": max_rows, "exclude_ids": [int(i) for i in exclude_ids]},

@@ -84,9 +84,9 @@ def test_cold_then_warm_start_trains_on_the_older_rows_and_compares_on_the_newes
     assert {"auc", "logloss"} <= set(warm.metrics["gain"]) and warm.metrics["probe"]["n"] > 0
     lineage = warm.artifact.config["extra"]["lineage"]
     assert {k: lineage[k] for k in ("kind", "parent")} == {"kind": "warm_start", "parent": 1}
-    # the wide part continues the running posterior (the newest attempt's) with the fresh rows the steps reached
+    # the wide part continues the running posterior (the newest attempt's) with the fresh rows
     fit = lineage["wide_fit"]
-    assert fit["prior"] == "running" and fit["rows"] == warm.stats.fresh_rows_trained > 0
+    assert fit["prior"] == "running" and fit["rows"] == warm.stats.fresh_rows == 160
     assert fit["rows_total"] == 160 + fit["rows"]
     assert warm.artifact.config["extra"]["wide_posterior"]["rows"] == fit["rows_total"]
 
@@ -177,7 +177,7 @@ def test_the_gate_judges_on_the_windows_held_out_rows_too_and_trains_none_of_the
 
 
 @pytest.mark.train
-def test_a_warm_starts_wide_part_learns_from_the_backlog_rows_too_scored_by_the_champion(engine):
+def test_a_warm_starts_wide_part_learns_from_the_backlog_rows_it_has_not_seen_scored_by_the_champion(engine):
     import sqlalchemy as sa
 
     settings = load_settings(model="tiny", train_mode="full", update_scope="head")
@@ -188,12 +188,14 @@ def test_a_warm_starts_wide_part_learns_from_the_backlog_rows_too_scored_by_the_
             conn, artifact=cold.artifact, decision=Decision(True, ["test"]), champion_before=None,
             metrics=cold.metrics, batch_ids=[], cycle_id=None, reference_sample=None)
         cycle = conn.execute(sa.text("INSERT INTO update_cycles (consumer) VALUES ('default') RETURNING id")).scalar()
-        conn.execute(sa.text("INSERT INTO training_backlog (consumer, interaction_id, reason, cycle_id) "
-                             "SELECT 'default', id, 'held_out', :cycle FROM unnest(CAST(:ids AS bigint[])) id"),
-                     {"cycle": cycle, "ids": cold.backlog_add["held_out"]})
+        for reason, ids in (("held_out", cold.backlog_add["held_out"]),  # as a budget that ended early would:
+                            ("not_trained", cold.examples["id"].head(10).tolist())):  # these entered the posterior
+            conn.execute(sa.text("INSERT INTO training_backlog (consumer, interaction_id, reason, cycle_id) "
+                                 "SELECT 'default', id, :reason, :cycle FROM unnest(CAST(:ids AS bigint[])) id"),
+                         {"cycle": cycle, "ids": ids, "reason": reason})
     warm = fine_tune(engine, clean.iloc[200:], registry.load_champion(engine), settings,
                      replay_before=pulled.from_cursor)
-    assert warm.backlog_rows == 40 and warm.stats.fresh_rows == 160 + 40  # the batch's and the backlog's
+    assert warm.backlog_rows == 50 and warm.stats.fresh_rows == 160 + 50  # the batch's and the backlog's
     fit = warm.artifact.config["extra"]["lineage"]["wide_fit"]
-    assert fit["rows"] == warm.stats.fresh_rows_trained == 200
+    assert fit["rows"] == 200 and fit["rows_total"] == 160 + 200  # each row once: not the 10 it has seen
     assert np.isfinite(fit["weights"]).all() and np.isfinite(fit["bias"])  # the backlog rows had an offset
