@@ -267,6 +267,9 @@ def run(args) -> dict:
         row["drifted_columns"] = (summary.drift or {}).get("drifted_columns") or []  # which columns raise alarms
         row["fresh_coverage"] = (summary.train or {}).get("fresh_coverage")
         row["rebase"] = bool((outcome.metrics or {}).get("rebase"))
+        # of freshrec's cycle, the model's compute (champion scoring, training, evaluation: what full retrain's
+        # seconds count); the rest is pulling, validation, drift and the commit
+        row["freshrec_model_seconds"] = round(sum(outcome.seconds.values()), 2)
         row["peak_rss_mb"] = rss_mb()
         cycles_out.append(row)
         print(f"cycle {k + 1}/{args.score_cycles}: " + ", ".join(
@@ -290,6 +293,7 @@ def run(args) -> dict:
                                                    or [np.nan])), 3),
         "mean_fresh_coverage": round(float(np.mean(coverage)), 4) if coverage else None,
         "rebases": sum(c["rebase"] for c in cycles_out),
+        "model_seconds_per_cycle": round(float(np.mean([c["freshrec_model_seconds"] for c in cycles_out])), 2),
         "drifted_columns": dict(Counter(col for c in cycles_out for col in c["drifted_columns"]).most_common())}
     if drift_cycle is not None:
         result["recovery_cycles"] = recovery(cycles_out, drift_cycle)
@@ -440,7 +444,9 @@ def write_outputs(result: dict, out: Path) -> None:
                   f"flagged in {fc['dataset_drift_share']:.0%} of the {fc['drift_measured_cycles']} measured cycles "
                   f"(the first after a cold start adopts its batch as the reference), fresh-row coverage "
                   f"{fc['mean_fresh_coverage']} "
-                  f"on average, {fc['rebases']} rebase candidate(s)."]
+                  f"on average, {fc['rebases']} rebase candidate(s); of its seconds per cycle, "
+                  f"{fc['model_seconds_per_cycle']} the model's (scoring, training, evaluation: what the other "
+                  "contenders' seconds count), the rest pulling, validation, drift and the commit."]
         if fc.get("drifted_columns"):
             lines += ["Cycles in which each column drifted: " + ", ".join(
                 f"{name} {n}" for name, n in fc["drifted_columns"].items()) + "."]
