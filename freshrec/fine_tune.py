@@ -2,7 +2,8 @@
 
 Test-then-train: the champion scores every new row before anything trains on it (the prequential metric);
 the candidate trains on the rows waiting in the training backlog, the rest of the batch and a replay sample
-of older rows (trainer.py runs the loop), and champion and candidate are compared on the same held-out rows (by
+of older rows (trainer.py runs the loop; first, the wide part's posterior takes the fresh rows, wide.py), and
+champion and candidate are compared on the same held-out rows (by
 default the newest slice of the batch; FRESHREC_HOLDOUT), with those of FRESHREC_GATE_WINDOW_CYCLES - 1 earlier
 cycles (trainset.gate_window). Those rows, and any the budget did not reach, go to the backlog, which later
 cycles train newest first (held-out rows once they leave the gate's window); past FRESHREC_MAX_BACKLOG_ROWS its
