@@ -61,9 +61,21 @@ def current(model, inputs, precision: float = WIDE_PRIOR_PRECISION) -> WidePoste
     """The model's wide weights (for the side columns `inputs`) as a prior with `precision` per weight and a free
     bias: for a new model, the hand-set like-rate sum; for a version made before the wide part was a posterior,
     its own weights."""
-    weights = model.wide.weight.detach().double().numpy()[0]
-    mean = np.append(weights, float(model.wide.bias.detach()[0]))
-    return WidePosterior(mean, np.diag([precision] * len(weights) + [0.0]), tuple(inputs))
+    mean = _mean(model)
+    return WidePosterior(mean, np.diag([precision] * (len(mean) - 1) + [0.0]), tuple(inputs))
+
+
+def _mean(model) -> np.ndarray:
+    """The model's wide weights, then its bias (on the CPU, wherever the model is)."""
+    return np.append(model.wide.weight.detach().double().cpu().numpy()[0], float(model.wide.bias.detach()[0]))
+
+
+def _design(model, side: np.ndarray):
+    """The side inputs as the wide part reads them, with a column of ones for the bias (CPU, float64)."""
+    import torch
+
+    x = model.side_inputs(torch.as_tensor(side, dtype=torch.float32)).double()
+    return torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
 
 
 def set_weights(model, posterior: WidePosterior) -> None:
@@ -81,7 +93,7 @@ def residual_logits(model, side: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
     p = np.clip(np.asarray(scores, dtype=np.float64), PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
     with torch.no_grad():
-        wide = model.wide(model.side_inputs(torch.as_tensor(side, dtype=torch.float32))).double().numpy()[:, 0]
+        wide = (_design(model, side) @ torch.as_tensor(_mean(model))).numpy()
     return np.log(p / (1 - p)) - wide
 
 
@@ -91,8 +103,7 @@ def fit(model, side: np.ndarray, labels: np.ndarray, prior: WidePosterior,
     `offset`) and the prior; sets them in the model and returns the posterior (Laplace approximation)."""
     import torch
 
-    x = model.side_inputs(torch.as_tensor(side, dtype=torch.float32)).double()
-    x = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    x = _design(model, side)
     y = torch.as_tensor(labels, dtype=torch.float64)
     base = torch.zeros(len(y), dtype=torch.float64) if offset is None else torch.as_tensor(offset, dtype=torch.float64)
     mean = torch.as_tensor(prior.mean, dtype=torch.float64)
