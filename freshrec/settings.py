@@ -110,8 +110,8 @@ class TrainingSettings(BaseModel):
                                 "docs/evaluation.md.")
     recent_rate: bool = Field(True, description="New models also read the user's like-rate over their last 10 "
                               "interactions (shrunk towards their overall rate), the taste of the moment that "
-                              "lifetime rates average away; its weight is learned online with the other rates' (wide.py). See "
-                              "docs/design.md, the model.")
+                              "lifetime rates average away; its weight is learned online with the other rates' "
+                              "(wide.py). See docs/design.md, the model.")
     rebase_every: int = Field(0, ge=0, description="Every this many candidates, train one from the base model "
                               "on a recent window instead of warm-starting (freshrec/rebase.py); 0: only when "
                               "asked with `freshrec models rebase`.")
