@@ -138,8 +138,7 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
     budget = cfg.model_copy(update={"epochs": 1, "max_train_steps": 10**6,
                                     "max_train_seconds": cfg.max_train_seconds * 4})
     if config.side_features:  # as freshrec's new lineages: the wide part fitted from the hand-set prior first
-        wide.fit(model, examples[side_columns(config)].to_numpy(np.float32), examples["label"].to_numpy(np.float64),
-                 wide.current(model, side_columns(config)))
+        wide.fit_examples(model, config, examples, wide.current(model, side_columns(config)))
     train(model, load_tokenizer(cfg.model), config, examples, budget)
     return model, config
 

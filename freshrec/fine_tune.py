@@ -98,7 +98,7 @@ def _fit_wide(model, config, prior: tuple[WidePosterior, str], memory_rows: floa
         return wide.summary(start, 0, how), start
     if how != "hand-set":
         start = start.decayed(len(rows), memory_rows)
-    posterior = wide.fit(model, _side(config, rows), rows["label"].to_numpy(dtype=np.float64), start, offset)
+    posterior = wide.fit_examples(model, config, rows, start, offset)
     fitted = wide.summary(posterior, len(rows), how)
     log.info("wide part fitted to %d rows from the %s prior: weights %s, bias %s", len(rows), how,
              fitted["weights"], fitted["bias"])
@@ -154,7 +154,8 @@ def fine_tune(
     metrics: dict = {}
     # A head-only warm start keeps the champion's encoder: one cache of its embeddings serves scoring, training
     # and the candidate's evaluation, so no text is encoded twice in the cycle.
-    head_only = cfg.update_scope == "head" and champion_model is not None and not rebase
+    warm = champion_model is not None and not rebase  # else the candidate is a new model (cold start, rebase)
+    head_only = cfg.update_scope == "head" and warm
     cache = FrozenEncoderCache(champion_model, device) if head_only else None
     if champion_model is not None and len(examples):
         examples["champion_score"] = predict(champion_model, tokenizer, champion_config, examples, device,
@@ -212,7 +213,7 @@ def fine_tune(
                                         "max_train_steps": REBASE_STEPS, "epochs": 1})
     elif champion_model is None:  # the first model also trains from the base: it gets a rebase's time budget
         budget = cfg.model_copy(update={"max_train_seconds": max(cfg.max_train_seconds, cfg.rebase_train_seconds)})
-    if champion_model is not None and not rebase:
+    if warm:
         candidate, config = load_artifact(champion.artifact)  # warm start: a second copy of the champion
     else:
         config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
@@ -227,8 +228,7 @@ def fine_tune(
     # its rows from the hand-set prior; otherwise the running posterior takes the fresh rows that have not entered
     # it yet (not those a budget left in an earlier cycle: they entered then), offset by the champion's logit less
     # its wide term in a warm start (zero in a rebase, whose deep part starts at zero). No gradient step moves it.
-    prior = _wide_prior(engine, candidate, config, champion_model if champion_model is not None and not rebase
-                        else None) if config.side_features else None
+    prior = _wide_prior(engine, candidate, config, champion_model if warm else None) if config.side_features else None
     wide_fit = None
     if prior is not None:
         if prior[1] == "hand-set":
@@ -237,7 +237,7 @@ def fine_tune(
             entered = backlog["id"][backlog["reason"] == "not_trained"] if len(backlog) else []
             rows = fresh_set[~fresh_set["id"].isin(entered)] if fresh else fresh_set
             offset = (_champion_offset(champion_model, tokenizer, champion_config, rows, device, cache)
-                      if champion_model is not None and not rebase and len(rows) else None)
+                      if warm and len(rows) else None)
         wide_fit = _fit_wide(candidate, config, prior, cfg.wide_memory_rows, rows, offset)
     stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
                   fresh_rows=fresh, fresh_block=FRESH_BLOCK_BATCHES * per_step, head_only=head_only, cache=cache)

@@ -119,8 +119,7 @@ def fit(model, side: np.ndarray, labels: np.ndarray, prior: WidePosterior,
         loss.backward()
         return loss
 
-    if len(y):
-        optimizer.step(objective)
+    optimizer.step(objective)
     theta = theta.detach()
     p = torch.sigmoid(x @ theta + base)
     curvature = (x * (p * (1 - p))[:, None]).T @ x
@@ -128,6 +127,13 @@ def fit(model, side: np.ndarray, labels: np.ndarray, prior: WidePosterior,
                               prior.rows + len(y))
     set_weights(model, posterior)
     return posterior
+
+
+def fit_examples(model, config, examples, prior: WidePosterior, offset: np.ndarray | None = None) -> WidePosterior:
+    """fit() on example rows (features.build_examples): their side columns as the model reads them, their labels."""
+    from freshrec.inference import _side
+
+    return fit(model, _side(config, examples), examples["label"].to_numpy(dtype=np.float64), prior, offset)
 
 
 def summary(posterior: WidePosterior, rows: int, prior: str) -> dict:
