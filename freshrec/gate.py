@@ -4,8 +4,8 @@ It follows TFX's Evaluator: for each metric a value threshold (an absolute floor
 threshold against the champion, each with a direction, on the same held-out rows, with a minimum sample size.
 No thresholds configured means nothing publishes. A change threshold is judged on candidate - champion with its
 uncertainty (the one-sided bound of a paired bootstrap over the held-out users, metrics.paired_gains); after
-drift the champion is presumed stale and the candidate must also be ahead on the point difference. A stability
-guard refuses a candidate whose scores on a fixed probe set move too far from the champion's in one step,
+drift (unless FRESHREC_STRICT_AFTER_DRIFT is false) the candidate must also be ahead on the point difference. A
+stability guard refuses a candidate whose scores on a fixed probe set move too far from the champion's in one step,
 unless drift explains it or the candidate is a rebase (a new lineage). Storage and the alias: registry.py.
 """
 
@@ -35,11 +35,13 @@ class PublishPolicy:
     thresholds: tuple[MetricThreshold, ...]
     min_eval_rows: int
     max_probe_change: float  # mean |P(candidate) - P(champion)| on the probe set
+    strict_after_drift: bool = True  # after drift the candidate must also be ahead on the point difference
 
     @classmethod
     def from_settings(cls, gate: GateSettings, **changes) -> PublishPolicy:
         """The policy of these settings; `changes` replace single rules (e.g. thresholds=())."""
-        policy = cls(parse_thresholds(gate.publish_thresholds), gate.min_eval_rows, gate.max_probe_change)
+        policy = cls(parse_thresholds(gate.publish_thresholds), gate.min_eval_rows, gate.max_probe_change,
+                     gate.strict_after_drift)
         return replace(policy, **changes)
 
 
@@ -95,7 +97,7 @@ def decide(*, batch_accepted: bool, reject_reason: str | None, trained: bool, sk
                                     f"{t.value}", t.metric, value, None, t.value))
         if has_champion and t.change is not None:
             rules.append(_change_rule(t, value, champ.get(t.metric), (metrics.get("gain") or {}).get(t.metric),
-                                      drifted))
+                                      drifted and policy.strict_after_drift))
     probe = metrics.get("probe")
     if has_champion and probe:
         moved = probe["mean_abs_change"]

@@ -182,6 +182,9 @@ class GateSettings(BaseModel):
                                     "cycles: this batch's and those of the cycles before it, kept out of training "
                                     "until they leave the window. More users for a bursty stream whose batch is "
                                     "a few users' sessions, at the price of training those rows later.")
+    strict_after_drift: bool = Field(True, description="After dataset or prediction drift the candidate must also "
+                                     "be ahead of the champion on each change metric's point difference, not only "
+                                     "clear its threshold's bound. false: drift only excuses the stability guard.")
     max_probe_change: float = Field(0.15, gt=0, description="Stability guard: mean change of the scores on the "
                                     "probe set a candidate may bring without drift to explain it.")
     probe_size: int = Field(256, gt=0, description="Pairs in the fixed probe set.")

@@ -101,6 +101,13 @@ def test_drift_raises_the_bar_and_explains_instability():
                      has_champion=True, drift=DriftResult("measured", dataset_drift=True), policy=policy)
     rules = {r.rule: r.passed for r in drifted.rules}
     assert rules["auc_beats_champion"] is False and rules["stability"] is True and drifted.drift_explains
+    # FRESHREC_STRICT_AFTER_DRIFT=false: drift still excuses the probe's move, but the tolerance stays the tolerance
+    lenient = decide(batch_accepted=True, reject_reason=None, trained=True, skip_reason=None, metrics=metrics,
+                     has_champion=True, drift=DriftResult("measured", dataset_drift=True),
+                     policy=PublishPolicy.from_settings(GateSettings(strict_after_drift=False),
+                                                        thresholds=policy.thresholds))
+    assert lenient.publish and lenient.drift_explains, lenient.reasons
+    assert {r.rule for r in lenient.rules} == {"min_eval_rows", "auc_value", "auc_change", "stability"}
 
 
 def test_a_rejected_batch_or_no_candidate_decides_before_any_rule_and_log_loss_is_lower_is_better():
