@@ -178,7 +178,7 @@ class GateSettings(BaseModel):
                                    "candidate - champion (paired bootstrap over the held-out users) that each "
                                    "change threshold is judged on.")
     min_eval_rows: int = Field(30, gt=0, description="Fewest held-out rows a publish decision may rest on.")
-    gate_window_cycles: int = Field(1, ge=1, description="The gate judges on the held-out rows of this many "
+    gate_window_cycles: int = Field(3, ge=1, description="The gate judges on the held-out rows of this many "
                                     "cycles: this batch's and those of the cycles before it, kept out of training "
                                     "until they leave the window. More users for a bursty stream whose batch is "
                                     "a few users' sessions, at the price of training those rows later.")

@@ -41,13 +41,22 @@ def test_small_batch_waits_and_trains_next_time(prefect_harness, env, engine):
     # the trained rows left the queue; the new held-out slice joined it
     assert count(engine, "training_backlog", "reason = 'below_minimum'") == 0
     assert count(engine, "training_backlog", "reason = 'held_out'") == held_out == -(-big["rows_clean"] // 5)
+    # the default gate window (3 cycles): last cycle's held-out rows are judged again, still untrained
     generate.insert_stream(engine, generate.StreamSpec(users=10, items=20, events=100, seed=3))
-    assert _cycle()["train"]["backlog_rows"] == held_out  # last cycle's held-out rows are trained on now
+    third = _cycle()
+    assert third["train"]["backlog_rows"] == 0 and third["metrics"]["gate_rows"]["earlier_cycles"] == held_out
+    # without a window they train in the next cycle, this one's and the last one's held-out rows together
+    env.setenv("FRESHREC_GATE_WINDOW_CYCLES", "1")
+    generate.insert_stream(engine, generate.StreamSpec(users=10, items=20, events=100, seed=4))
+    fourth = _cycle()
+    assert fourth["train"]["backlog_rows"] == held_out + third["train"]["holdout_rows"]
+    assert fourth["metrics"]["gate_rows"]["earlier_cycles"] == 0
 
 
 @pytest.mark.slow
 def test_fresh_rows_beyond_the_budget_are_trained_first_next_cycle(prefect_harness, env, engine):
     publish_everything(env)
+    env.setenv("FRESHREC_GATE_WINDOW_CYCLES", "1")  # every waiting row may train (the window: the test above)
     generate.insert_stream(engine, generate.StreamSpec(users=20, items=30, events=200, seed=10))
     assert _cycle()["train"]["fresh_coverage"] == 1.0  # the default budget covers a small batch
     env.setenv("FRESHREC_MAX_TRAIN_STEPS", "3")

@@ -180,7 +180,8 @@ def test_the_gate_judges_on_the_windows_held_out_rows_too_and_trains_none_of_the
 def test_a_warm_starts_wide_part_learns_from_the_backlog_rows_it_has_not_seen_scored_by_the_champion(engine):
     import sqlalchemy as sa
 
-    settings = load_settings(model="tiny", train_mode="full", update_scope="head")
+    # no gate window: the held-out rows queued below are trainable backlog rows now
+    settings = load_settings(model="tiny", train_mode="full", update_scope="head", gate_window_cycles=1)
     pulled, clean = clean_batch(engine, settings, 400, 8)
     cold = fine_tune(engine, clean.iloc[:200], None, settings, replay_before=pulled.from_cursor)
     with engine.begin() as conn:  # publish, and queue the held-out rows as the cycle's commit does
