@@ -35,7 +35,7 @@ class PublishPolicy:
     thresholds: tuple[MetricThreshold, ...]
     min_eval_rows: int
     max_probe_change: float  # mean |P(candidate) - P(champion)| on the probe set
-    strict_after_drift: bool = True  # after drift the candidate must also be ahead on the point difference
+    strict_after_drift: bool  # after drift the candidate must also be ahead on the point difference
 
     @classmethod
     def from_settings(cls, gate: GateSettings, **changes) -> PublishPolicy:
