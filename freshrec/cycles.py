@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -250,6 +251,22 @@ def _move_backlog(conn, consumer: str, cycle_id: int, outcome: FineTuneOutcome, 
     return len(conn.execute(query("backlog_expire"), {"consumer": consumer, "keep": keep}).all())
 
 
+def _keep_champion_scores(conn, consumer: str, outcome: FineTuneOutcome, publish: PublishResult | None) -> None:
+    """Queued rows keep the score of the champion after this commit (0013_backlog_champion_scores.sql): the published
+    candidate's on the rows the gate judged, else the unchanged champion's on the rows it scored. Later cycles
+    with that champion then do not score them again (fine_tune.known_scores)."""
+    if publish is not None and publish.status == "published":
+        scores, version = outcome.candidate_scores, publish.version
+    else:
+        scores, version = outcome.champion_scores, outcome.champion_version
+    if scores is None or version is None or not len(scores):
+        return
+    scores = scores[np.isfinite(scores.to_numpy())]
+    conn.execute(query("backlog_scores"), {"consumer": consumer, "version": int(version),
+                                           "ids": scores.index.astype("int64").tolist(),
+                                           "scores": scores.astype("float64").tolist()})
+
+
 def commit_batch(engine: Engine, cycle_id: int, pulled: PulledBatch, validated: ValidatedBatch) -> int:
     """Commit a batch's ingestion alone (no model work): for tools and benchmarks that only ingest."""
     summary = CycleSummary(cycle_id, "completed", pulled.consumer, f"ingested {pulled.rows} rows",
@@ -301,6 +318,8 @@ def commit_cycle(
                 conn, artifact=outcome.artifact, decision=decision, champion_before=outcome.champion_version,
                 metrics=outcome.metrics, batch_ids=sorted(set(batch_ids)), cycle_id=summary.cycle_id,
                 reference_sample=reference_sample, keep_rejected=keep_rejected)
+        if outcome is not None:
+            _keep_champion_scores(conn, pulled.consumer, outcome, publish)
         if champion_reference is not None and outcome is not None and outcome.champion_version:
             adopt_reference(conn, outcome.champion_version, champion_reference)
         record_decision(conn, cycle_id=summary.cycle_id, decision=decision,

@@ -59,6 +59,10 @@ class FineTuneOutcome:
     backlog_add: dict[str, list[int]] = field(default_factory=dict)  # reason -> rows to queue for next time
     stats: TrainStats | None = None
     new_probe: pd.DataFrame | None = None  # the stability guard's probe set, made now: the commit stores it
+    # id -> score, for the commit to keep with the rows that wait in the backlog (0013_backlog_champion_scores.sql):
+    # the champion's on every row it scored this cycle, the candidate's on the rows the gate judged
+    champion_scores: pd.Series | None = None
+    candidate_scores: pd.Series | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # score / train / evaluate
 
 
@@ -105,15 +109,51 @@ def _fit_wide(model, config, prior: tuple[WidePosterior, str], memory_rows: floa
     return fitted, posterior
 
 
-def _champion_offset(champion_model, tokenizer, champion_config, rows: pd.DataFrame, device, cache) -> np.ndarray:
-    """The champion's logit on each row less its wide term: what its deep part and id term say, the offset of a
-    warm start's wide fit. Rows this cycle's test-then-train pass did not score (backlog rows) are scored now."""
+def known_scores(queued: pd.DataFrame, champion_version: int | None) -> pd.Series:
+    """id -> the champion's score, for backlog or gate-window rows (trainset) that this champion version scored in
+    an earlier cycle and the commit kept (0013_backlog_champion_scores.sql); others are not in it."""
+    if champion_version is None or not len(queued) or "scored_by" not in queued:
+        return pd.Series(dtype="float64")
+    same = (queued["scored_by"] == champion_version).fillna(False).to_numpy(dtype=bool)
+    same &= queued["champion_score"].notna().to_numpy(dtype=bool)
+    return pd.Series(queued["champion_score"].to_numpy(dtype=np.float64, na_value=np.nan)[same],
+                     index=queued["id"].to_numpy(dtype=np.int64)[same], dtype="float64")
+
+
+def champion_scores(champion_model, tokenizer, champion_config, rows: pd.DataFrame, known: pd.Series, device,
+                    cache) -> np.ndarray:
+    """The champion's score on each row: its 'champion_score' column where this cycle's test-then-train pass set
+    it, else `known` (known_scores: kept from an earlier cycle with this champion), else scored now."""
     scores = (rows["champion_score"].to_numpy(dtype=np.float64, na_value=np.nan) if "champion_score" in rows
               else np.full(len(rows), np.nan))
     missing = np.isnan(scores)
+    if missing.any() and len(known):
+        scores[missing] = rows["id"][missing].map(known).to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(scores)
     if missing.any():
         scores[missing] = predict(champion_model, tokenizer, champion_config, rows[missing], device, cache=cache)
+    return scores
+
+
+def _champion_offset(champion_model, tokenizer, champion_config, rows: pd.DataFrame, known: pd.Series, device,
+                     cache) -> np.ndarray:
+    """The champion's logit on each row less its wide term: what its deep part and id term say, the offset of a
+    warm start's wide fit (champion_scores: backlog rows are scored now unless this champion scored them before)."""
+    scores = champion_scores(champion_model, tokenizer, champion_config, rows, known, device, cache)
     return wide.residual_logits(champion_model, _side(champion_config, rows), scores)
+
+
+PROBE_SCORES = "probe_scores"  # a version's own scores on the probe set, kept in its config (config.extra)
+
+
+def probe_key(probe: pd.DataFrame) -> str:
+    """A fingerprint of the probe set's rows: a version's kept probe scores count only for the same set."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for row in probe[["user_text", "item_text", "item_id"]].astype(str).itertuples(index=False):
+        digest.update("\x1f".join(row).encode() + b"\x1e")
+    return digest.hexdigest()
 
 
 def fine_tune(
@@ -185,6 +225,10 @@ def fine_tune(
     backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))),
                                exclude_ids=window["id"] if len(window) else ())
     judged_before = examples_of(window) if len(window) else examples.iloc[0:0]
+    # scores the champion gave queued rows in earlier cycles: not computed again while it is the same version
+    queued = [part for part in (window, backlog) if len(part)]
+    known = known_scores(pd.concat(queued) if queued else pd.DataFrame(),
+                         champion.version if champion_model is not None else None)
     waiting = examples_of(backlog.drop(columns="reason")) if len(backlog) else pd.DataFrame()
     replay = pd.DataFrame()
     if rebase and replay_before is not None:  # the recent window, in place of the replay sample
@@ -236,7 +280,7 @@ def fine_tune(
         else:
             entered = backlog["id"][backlog["reason"] == "not_trained"] if len(backlog) else []
             rows = fresh_set[~fresh_set["id"].isin(entered)] if fresh else fresh_set
-            offset = (_champion_offset(champion_model, tokenizer, champion_config, rows, device, cache)
+            offset = (_champion_offset(champion_model, tokenizer, champion_config, rows, known, device, cache)
                       if warm and len(rows) else None)
         wide_fit = _fit_wide(candidate, config, prior, cfg.wide_memory_rows, rows, offset)
     stats = train(candidate, cand_tokenizer, config, train_set, budget, progress, learning_rate=lr_state.lr,
@@ -254,8 +298,8 @@ def fine_tune(
     judged["candidate_score"] = predict(candidate, cand_tokenizer, config, judged, device, cache=cache)
     holdout["candidate_score"] = judged["candidate_score"].to_numpy()[:len(holdout)]
     if champion_model is not None and len(judged_before):
-        judged.loc[len(holdout):, "champion_score"] = predict(champion_model, tokenizer, champion_config,
-                                                               judged_before, device, cache=cache)
+        judged.loc[len(holdout):, "champion_score"] = champion_scores(
+            champion_model, tokenizer, champion_config, judged_before, known, device, cache)
     metrics["gate_rows"] = {"batch": len(holdout), "earlier_cycles": len(judged_before),
                             "users": int(judged["user_id"].nunique())}
     metrics["candidate"] = evaluate(judged["user_id"], judged["label"], judged["candidate_score"],
@@ -268,9 +312,16 @@ def fine_tune(
                                        judged["champion_score"], gate.gate_confidence, seed=cfg.seed)
     outcome.reference = drift_reference(examples, holdout, settings.drift_reference_rows, cfg.seed)
     probe, outcome.new_probe = probe_pairs(engine, examples, gate.probe_size, cfg.seed)
+    probe_scores = None
     if champion_model is not None and len(probe):
-        moved = np.abs(predict(candidate, cand_tokenizer, config, probe, device, cache=cache)
-                       - predict(champion_model, tokenizer, champion_config, probe, device, cache=cache))
+        key = probe_key(probe)
+        probe_scores = {"key": key, "scores": predict(candidate, cand_tokenizer, config, probe, device,
+                                                      cache=cache).tolist()}
+        kept = (champion_config.extra or {}).get(PROBE_SCORES) or {}  # the champion's, from when it was a candidate
+        before = (np.asarray(kept["scores"], dtype=np.float64) if kept.get("key") == key
+                  and len(kept.get("scores") or ()) == len(probe)
+                  else predict(champion_model, tokenizer, champion_config, probe, device, cache=cache))
+        moved = np.abs(np.asarray(probe_scores["scores"]) - before)
         metrics["probe"] = {"n": len(probe), "mean_abs_change": float(moved.mean()),
                             "max_abs_change": float(moved.max())}
     next_lr = lr_state.after(metrics["candidate"]["logloss"], (metrics.get("champion") or {}).get("logloss"))
@@ -281,6 +332,7 @@ def fine_tune(
         metrics["rebase"] = {"reason": rebase, "window_rows": len(replay)}
     config.extra = {**(config.extra or {}), "lr_state": asdict(next_lr), "cold_start": champion is None,
                     "lineage": lineage, **({"wide_posterior": wide_fit[1].to_json()} if wide_fit else {}),
+                    **({PROBE_SCORES: probe_scores} if probe_scores else {}),
                     "last_train": {"steps": stats.steps, "examples": stats.examples, "loss": stats.last_loss,
                                    "learning_rate": lr_state.lr}}
     outcome.seconds["evaluate"] = time.perf_counter() - timer
@@ -299,4 +351,13 @@ def fine_tune(
     outcome.backlog_add = {"held_out": holdout["id"].astype(int).tolist(),
                            "not_trained": [i for i in train_part["id"].astype(int).tolist() if i not in trained_ids]}
     outcome.stats = stats
+    scored = [examples[["id", "champion_score"]]] if "champion_score" in examples else []
+    if champion_model is not None and len(judged_before):
+        scored.append(judged[["id", "champion_score"]].iloc[len(holdout):])
+    if scored:
+        both = pd.concat(scored, ignore_index=True).drop_duplicates("id")
+        outcome.champion_scores = pd.Series(both["champion_score"].to_numpy(dtype=np.float64),
+                                            index=both["id"].to_numpy(dtype=np.int64))
+    outcome.candidate_scores = pd.Series(judged["candidate_score"].to_numpy(dtype=np.float64),
+                                         index=judged["id"].to_numpy(dtype=np.int64))
     return outcome

@@ -200,3 +200,95 @@ def test_a_warm_starts_wide_part_learns_from_the_backlog_rows_it_has_not_seen_sc
     fit = warm.artifact.config["extra"]["lineage"]["wide_fit"]
     assert fit["rows"] == 200 and fit["rows_total"] == 160 + 200  # each row once: not the 10 it has seen
     assert np.isfinite(fit["weights"]).all() and np.isfinite(fit["bias"])  # the backlog rows had an offset
+
+
+
+@pytest.mark.train
+def test_an_unchanged_champion_does_not_score_the_windows_rows_or_the_probe_again(engine, monkeypatch):
+    import sqlalchemy as sa
+
+    from freshrec import fine_tune as stage
+    from freshrec.artifacts import load_artifact
+    from freshrec.cycles import _keep_champion_scores
+    from freshrec.features import build_examples
+    from freshrec.inference import predict
+    from freshrec.model import load_tokenizer
+    from freshrec.trainset import write_probe_set
+
+    settings = load_settings(model="tiny", train_mode="full", update_scope="encoder", gate_window_cycles=2)
+    pulled, clean = clean_batch(engine, settings, 800, 9)
+    batches = [clean.iloc[k:k + 200] for k in range(0, 800, 200)]
+
+    def commit(outcome, published: bool) -> int:
+        """What the cycle's commit does here: the version, the queued held-out rows, the scores they keep."""
+        with engine.begin() as conn:
+            result = registry.insert_version_and_maybe_promote(
+                conn, artifact=outcome.artifact, decision=Decision(published, ["test"]),
+                champion_before=outcome.champion_version, metrics=outcome.metrics, batch_ids=[], cycle_id=None,
+                reference_sample=None)
+            cycle = conn.execute(sa.text("INSERT INTO update_cycles (consumer) VALUES ('default') RETURNING id")
+                                 ).scalar()
+            conn.execute(sa.text("INSERT INTO training_backlog (consumer, interaction_id, reason, cycle_id) "
+                                 "SELECT 'default', id, 'held_out', :cycle FROM unnest(CAST(:ids AS bigint[])) id"),
+                         {"cycle": cycle, "ids": outcome.backlog_add["held_out"]})
+            _keep_champion_scores(conn, "default", outcome, result)
+            if outcome.new_probe is not None:
+                write_probe_set(conn, outcome.new_probe)
+        return result.version
+
+    def kept() -> pd.DataFrame:
+        with engine.connect() as conn:
+            return pd.DataFrame(conn.execute(sa.text(
+                "SELECT interaction_id AS id, champion_score, scored_by FROM training_backlog")).all()).set_index("id")
+
+    scored_by_champion: list = []  # the ids (None: probe pairs) that anything but the new candidate scored
+    candidates: list = []
+
+    def counting_predict(model, tokenizer, config, rows, *args, **kwargs):
+        if not candidates or model is not candidates[-1]:
+            scored_by_champion.extend(rows["id"].tolist() if "id" in rows else [None] * len(rows))
+        return predict(model, tokenizer, config, rows, *args, **kwargs)
+
+    real_train = stage.train
+
+    def remembering_train(model, *args, **kwargs):
+        candidates.append(model)
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "predict", counting_predict)
+    monkeypatch.setattr(stage, "train", remembering_train)
+
+    cold = fine_tune(engine, batches[0], None, settings, replay_before=pulled.from_cursor)
+    first = commit(cold, True)
+    # the published candidate's own scores on its held-out rows are now the champion's
+    assert len(kept()) == 40 and (kept()["scored_by"] == first).all()
+    assert np.allclose(kept()["champion_score"].sort_index(), cold.holdout.set_index("id")["candidate_score"]
+                       .sort_index())
+
+    scored_by_champion.clear()
+    warm = fine_tune(engine, batches[1], registry.load_champion(engine), settings, replay_before=pulled.from_cursor)
+    window = set(cold.backlog_add["held_out"])
+    assert warm.metrics["gate_rows"]["earlier_cycles"] == 40 and not window & set(scored_by_champion)
+    # the kept scores are those the champion gives the window's rows now
+    champion, config = load_artifact(registry.load_champion(engine).artifact)
+    rows = build_examples(engine, clean[clean["id"].isin(window)], settings.training.history_len,
+                          recent=config.recent_rate)
+    now = predict(champion, load_tokenizer("tiny"), config, rows)
+    assert np.allclose(warm.champion_scores.loc[rows["id"].to_numpy()], now, atol=1e-5)
+    assert None in scored_by_champion  # this champion was a cold start: it kept no probe scores, so it scored them
+    second = commit(warm, True)
+    assert (kept()["scored_by"] == second).all()  # the new champion's scores, on every row the gate judged
+
+    scored_by_champion.clear()
+    again = fine_tune(engine, batches[2], registry.load_champion(engine), settings, replay_before=pulled.from_cursor)
+    # the champion scored this batch (test-then-train) and nothing else: not the window, not the probe
+    assert sorted(scored_by_champion) == sorted(batches[2]["id"].tolist())
+    assert again.metrics["probe"]["n"] == 200 and again.metrics["champion"]["n"] == len(again.holdout) + 40
+    assert commit(again, False) > second
+    assert (kept()["scored_by"] == second).all()  # refused: the kept scores stay the champion's
+
+    with engine.begin() as conn:  # as if the champion had changed since (a rollback, another lineage)
+        conn.execute(sa.text("UPDATE training_backlog SET scored_by = scored_by + 100"))
+    scored_by_champion.clear()
+    fine_tune(engine, batches[3], registry.load_champion(engine), settings, replay_before=pulled.from_cursor)
+    assert set(again.backlog_add["held_out"]) <= set(scored_by_champion)
