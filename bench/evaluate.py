@@ -269,6 +269,8 @@ def run(args) -> dict:
         # of freshrec's cycle, the model's compute (champion scoring, training, evaluation: what full retrain's
         # seconds count); the rest is pulling, validation, drift and the commit
         row["freshrec_model_seconds"] = round(sum(outcome.seconds.values()), 2)
+        row["freshrec_phase_seconds"] = {k: round(v, 2) for k, v in outcome.seconds.items()}
+        row["replay_rows"] = outcome.replay_rows
         row["peak_rss_mb"] = rss_mb()
         cycles_out.append(row)
         print(f"cycle {k + 1}/{args.score_cycles}: " + ", ".join(
@@ -293,6 +295,12 @@ def run(args) -> dict:
         "mean_fresh_coverage": round(float(np.mean(coverage)), 4) if coverage else None,
         "rebases": sum(c["rebase"] for c in cycles_out),
         "model_seconds_per_cycle": round(float(np.mean([c["freshrec_model_seconds"] for c in cycles_out])), 2),
+        # where they go: scoring the batch (test-then-train), training (with reading and encoding its rows) and
+        # evaluation (the gate's rows and the probe)
+        "phase_seconds_per_cycle": {phase: round(float(np.mean([c["freshrec_phase_seconds"].get(phase, 0.0)
+                                                                 for c in cycles_out])), 2)
+                                    for phase in ("score", "train", "evaluate")},
+        "replay_rows_per_cycle": round(float(np.mean([c["replay_rows"] for c in cycles_out])), 1),
         "drifted_columns": dict(Counter(col for c in cycles_out for col in c["drifted_columns"]).most_common())}
     if drift_cycle is not None:
         result["recovery_cycles"] = recovery(cycles_out, drift_cycle)
@@ -446,6 +454,10 @@ def write_outputs(result: dict, out: Path) -> None:
                   f"on average, {fc['rebases']} rebase candidate(s); of its seconds per cycle, "
                   f"{fc['model_seconds_per_cycle']} the model's (scoring, training, evaluation: what the other "
                   "contenders' seconds count), the rest pulling, validation, drift and the commit."]
+        if fc.get("phase_seconds_per_cycle"):
+            lines += ["Of the model's seconds per cycle: " + ", ".join(
+                f"{phase} {s}" for phase, s in fc["phase_seconds_per_cycle"].items())
+                + f"; {fc['replay_rows_per_cycle']} replayed rows drawn per cycle."]
         if fc.get("drifted_columns"):
             lines += ["Cycles in which each column drifted: " + ", ".join(
                 f"{name} {n}" for name, n in fc["drifted_columns"].items()) + "."]

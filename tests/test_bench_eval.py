@@ -156,6 +156,11 @@ def test_evaluation_reports_every_contender_per_cycle_and_ndcg_as_the_mean_over_
     assert [c["drift_measured"] for c in result["cycles"]] == [False, True]
     assert result["freshrec_cycles"]["drift_measured_cycles"] == 1
     assert result["freshrec_cycles"]["dataset_drift_share"] == float(result["cycles"][1]["dataset_drift"])
+    # the model's seconds, and where they went
+    phases = result["freshrec_cycles"]["phase_seconds_per_cycle"]
+    assert set(phases) == {"score", "train", "evaluate"} and phases["train"] > 0
+    assert sum(phases.values()) == pytest.approx(result["freshrec_cycles"]["model_seconds_per_cycle"], abs=0.05)
+    assert result["freshrec_cycles"]["replay_rows_per_cycle"] == np.mean([c["replay_rows"] for c in result["cycles"]])
     counted = result["freshrec_cycles"]["drifted_columns"]
     assert counted == dict(Counter(c for cycle in result["cycles"] for c in cycle["drifted_columns"]))
     for name in CONTENDERS:
