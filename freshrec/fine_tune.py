@@ -31,8 +31,7 @@ from freshrec.metrics import evaluate, paired_gains
 from freshrec.model import build_model, new_model_config
 from freshrec.artifacts import Artifact, ChampionModel, load_artifact, save_artifact
 from freshrec.settings import Settings
-from freshrec.trainer import (FIRST_PASS_REPLAY_SHARE, LrState, TrainStats, learning_rate_state, replay_rows, train,
-                              warm_start_throughput)
+from freshrec.trainer import FIRST_PASS_REPLAY_SHARE, LrState, TrainStats, learning_rate_state, train
 from freshrec.trainset import gate_window, probe_pairs, replay_sample, replay_seed, training_backlog
 from freshrec.wide import WidePosterior
 
@@ -240,9 +239,8 @@ def fine_tune(
             replay = examples_of(recent)
     elif replay_before is not None and cfg.replay_ratio > 0:
         fresh = len(train_part) + len(waiting)
-        wanted = (replay_rows(fresh, cfg.replay_ratio, steps * per_step, cfg.max_train_seconds,
-                              warm_start_throughput(engine)) if warm else int(fresh * cfg.replay_ratio))
-        older = replay_sample(engine, consumer, replay_before, wanted, replay_seed(cfg.seed, replay_before))
+        older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
+                              replay_seed(cfg.seed, replay_before))
         if len(older):
             replay = examples_of(older)
     # Fresh rows (this cycle's and the backlog's) newest first, then the replayed ones (trainer.batch_order).
@@ -336,7 +334,6 @@ def fine_tune(
                     "lineage": lineage, **({"wide_posterior": wide_fit[1].to_json()} if wide_fit else {}),
                     **({PROBE_SCORES: probe_scores} if probe_scores else {}),
                     "last_train": {"steps": stats.steps, "examples": stats.examples, "loss": stats.last_loss,
-                                   "examples_per_s": round(stats.examples_per_s, 3),
                                    "learning_rate": lr_state.lr}}
     outcome.seconds["evaluate"] = time.perf_counter() - timer
     outcome.trained = True

@@ -58,32 +58,6 @@ class LrState:
         return LrState(min(self.base_lr, self.lr * LR_RECOVER), self.base_lr)
 
 
-REPLAY_HEADROOM = 1.5  # replay drawn for up to this many times the rows the last warm start's speed would reach
-
-
-def warm_start_throughput(engine: Engine) -> float | None:
-    """Examples per second of the newest warm start's training (None: none recorded yet)."""
-    with engine.connect() as conn:
-        value = conn.execute(query("warm_start_throughput")).scalar()
-    return float(value) if value is not None and value > 0 else None
-
-
-def replay_rows(fresh: int, ratio: float, max_examples: int, max_seconds: float, examples_per_s: float | None) -> int:
-    """How many older rows to replay: `ratio` per fresh row, but no more than the budget is expected to reach.
-
-    The budget is `max_examples` (steps x rows per step) and, with the last warm start's speed, REPLAY_HEADROOM x
-    examples_per_s x max_seconds. Rows past it would be read and encoded (point-in-time features, tokens) and then
-    never trained: on a CPU whose time budget ends before the fresh rows and their replay are through, that was a
-    sixth of a MovieLens cycle's compute. Never fewer than the first pass tops its steps up with
-    (FIRST_PASS_REPLAY_SHARE), and the sample stays uniform over history: it is only smaller."""
-    wanted = int(fresh * ratio)
-    reach = max_examples
-    if examples_per_s:
-        reach = min(reach, int(REPLAY_HEADROOM * examples_per_s * max_seconds))
-    first_pass = math.ceil(fresh * FIRST_PASS_REPLAY_SHARE / (1 - FIRST_PASS_REPLAY_SHARE))
-    return min(wanted, max(first_pass, reach - fresh))
-
-
 def learning_rate_state(engine: Engine, base_lr: float) -> LrState:
     with engine.connect() as conn:
         stored = conn.execute(query("trainer_state")).scalar()

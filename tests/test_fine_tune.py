@@ -292,33 +292,3 @@ def test_an_unchanged_champion_does_not_score_the_windows_rows_or_the_probe_agai
     scored_by_champion.clear()
     fine_tune(engine, batches[3], registry.load_champion(engine), settings, replay_before=pulled.from_cursor)
     assert set(again.backlog_add["held_out"]) <= set(scored_by_champion)
-
-
-@pytest.mark.train
-def test_a_warm_start_replays_no_more_rows_than_the_last_warm_starts_speed_can_train_in_the_budget(engine):
-    import sqlalchemy as sa
-
-    settings = load_settings(model="tiny", train_mode="full", update_scope="encoder", gate_window_cycles=1,
-                             replay_ratio=2.0, max_train_seconds=60)
-    pulled, clean = clean_batch(engine, settings, 800, 10)
-    older = pulled.to_cursor  # replay may draw from all 800 rows
-
-    def publish(outcome, published: bool = True) -> int:
-        with engine.begin() as conn:
-            return registry.insert_version_and_maybe_promote(
-                conn, artifact=outcome.artifact, decision=Decision(published, ["test"]),
-                champion_before=outcome.champion_version, metrics=outcome.metrics, batch_ids=[], cycle_id=None,
-                reference_sample=None).version
-
-    publish(fine_tune(engine, clean.iloc[:200], None, settings, replay_before=older))
-    first = fine_tune(engine, clean.iloc[200:400], registry.load_champion(engine), settings, replay_before=older)
-    assert first.replay_rows == 2 * 160  # no warm start before it: the ratio
-    speed = first.artifact.config["extra"]["last_train"]["examples_per_s"]
-    assert speed > 0
-    version = publish(first, published=False)  # refused: its speed still counts
-    with engine.begin() as conn:  # as if it had trained at 1 example a second
-        conn.execute(sa.text("UPDATE model_versions SET config = jsonb_set(config, '{extra,last_train,examples_per_s}',"
-                             " '1') WHERE version = :v"), {"v": version})
-    slow = fine_tune(engine, clean.iloc[400:600], registry.load_champion(engine), settings, replay_before=older)
-    # 1.5 x 1/s x 60 s = 90 rows in reach, fewer than the 160 fresh: only the first pass's top-up share
-    assert slow.replay_rows == 54 and slow.stats.fresh_rows == 160

@@ -9,7 +9,7 @@ from freshrec.inference import predict
 from freshrec.metrics import binary_metrics
 from freshrec.model import build_model, load_tokenizer
 from freshrec.settings import TrainingSettings
-from freshrec.trainer import LR_FLOOR, LrState, replay_rows, train
+from freshrec.trainer import LR_FLOOR, LrState, train
 
 from helpers import config, examples
 
@@ -29,20 +29,6 @@ def test_lr_shrinks_after_a_worse_candidate_and_recovers_slowly():
 
 
 @pytest.mark.train
-def test_replay_is_drawn_for_no_more_rows_than_the_budget_is_expected_to_reach():
-    # no speed known yet: the ratio, within the step budget
-    assert replay_rows(300, 2.0, 10**6, 60.0, None) == 600
-    assert replay_rows(300, 2.0, 700, 60.0, None) == 400
-    # 10 examples/s for 60 s, with headroom: 900 rows in reach, 300 of them fresh
-    assert replay_rows(300, 2.0, 10**6, 60.0, 10.0) == 600
-    assert replay_rows(300, 2.0, 10**6, 40.0, 10.0) == 300
-    # a budget that cannot even cover the fresh rows still draws what the first pass tops its steps up with
-    assert replay_rows(300, 2.0, 10**6, 10.0, 10.0) == 100
-    # a fast trainer (a GPU) reaches everything: the ratio decides; and a small ratio is never raised
-    assert replay_rows(300, 2.0, 10**6, 60.0, 5000.0) == 600
-    assert replay_rows(300, 0.1, 10**6, 10.0, 10.0) == 30
-
-
 def test_gradient_accumulation_counts_optimizer_steps():
     from freshrec.model import build_model, load_tokenizer
 
