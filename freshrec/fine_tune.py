@@ -334,6 +334,7 @@ def fine_tune(
                     "lineage": lineage, **({"wide_posterior": wide_fit[1].to_json()} if wide_fit else {}),
                     **({PROBE_SCORES: probe_scores} if probe_scores else {}),
                     "last_train": {"steps": stats.steps, "examples": stats.examples, "loss": stats.last_loss,
+                                   "examples_per_s": round(stats.examples_per_s, 3),
                                    "learning_rate": lr_state.lr}}
     outcome.seconds["evaluate"] = time.perf_counter() - timer
     outcome.trained = True
