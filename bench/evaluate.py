@@ -20,6 +20,7 @@ cycle is scored by every contender *before* any of them learns from it (test-the
   frozen            freshrec's first champion, never updated (its inputs still follow the data)
   freshrec          the champion in service, updated every cycle: LoRA warm start, replay, the publish gate
   full retrain      a model trained from the base on a sample of all data so far, every --retrain-every cycles
+                    (--retrain-rows rows, --retrain-seconds of training)
 
 Writes <out>/results.json (per-cycle AUC, log loss, NDCG@10, seconds and peak RSS per contender), results.md
 and prequential_auc.png (AUC and NDCG@10 per cycle). AUC and log loss are pooled over the scored events; NDCG@10
@@ -120,7 +121,7 @@ def with_genres(engine, frame: pd.DataFrame) -> pd.DataFrame:
     return out.assign(genres=[genres.get(int(i), []) for i in out["item_id"]])
 
 
-def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: int):
+def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: int, seconds: float):
     """A model trained from the base encoder on a sample of everything so far (the cost reference)."""
     from freshrec import wide
     from freshrec.features import build_examples, side_columns
@@ -136,7 +137,7 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
                               recent_rate=cfg.recent_rate)
     model = build_model(config)
     budget = cfg.model_copy(update={"epochs": 1, "max_train_steps": 10**6,
-                                    "max_train_seconds": cfg.max_train_seconds * 4})
+                                    "max_train_seconds": seconds})
     if config.side_features:  # as freshrec's new lineages: the wide part fitted from the hand-set prior first
         wide.fit_examples(model, config, examples, wide.current(model, side_columns(config)))
     train(model, load_tokenizer(cfg.model), config, examples, budget)
@@ -238,7 +239,8 @@ def run(args) -> dict:
         seconds["frozen"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         if k % args.retrain_every == 0:
-            retrained = retrain_from_base(engine, settings, history, args.retrain_rows, seed=k)
+            retrained = retrain_from_base(engine, settings, history, args.retrain_rows, seed=k,
+                                          seconds=args.retrain_seconds or 4 * args.max_train_seconds)
         scores["full retrain"] = predict(retrained[0], tokenizer, retrained[1], ex, device)
         seconds["full retrain"] = time.perf_counter() - t0
         rows = with_genres(engine, ex)
@@ -277,6 +279,8 @@ def run(args) -> dict:
             f"{n} {row['contenders'][n]['auc']:.3f}" for n in CONTENDERS), file=sys.stderr)
 
     result = {"stream": stream_name, "model": args.model, "cycle_rows": args.cycle_rows,
+              "full_retrain": {"every_cycles": args.retrain_every, "rows": args.retrain_rows,
+                               "train_seconds": args.retrain_seconds or 4 * args.max_train_seconds},
               "scored": f"the last {args.score_cycles * args.cycle_rows} of {total} events "
                         f"({args.score_cycles} cycles) after {warmup} warm-up events",
               "settings": settings.model_dump(mode="json", exclude={"database_url"}),
@@ -506,7 +510,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup-train-rows", type=int, default=3000)
     parser.add_argument("--retrain-every", type=int, default=5)
     parser.add_argument("--retrain-rows", type=int, default=3000)
-    parser.add_argument("--max-train-seconds", type=float, default=60)
+    parser.add_argument("--max-train-seconds", type=float, default=60,
+                        help="freshrec's training budget per cycle (FRESHREC_MAX_TRAIN_SECONDS)")
+    parser.add_argument("--retrain-seconds", type=float,
+                        help="full retrain's training budget each time it retrains (default: 4 x --max-train-seconds, "
+                        "so a retrain every 5 cycles spends 0.8 of freshrec's budget a cycle); set it to compare "
+                        "freshrec at another budget with the same retrain")
     parser.add_argument("--set", action="append", metavar="NAME=VALUE",
                         help="a further setting of the run, e.g. --set holdout=users (JSON values allowed); "
                         "the environment's FRESHREC_* give the rest")

@@ -136,13 +136,14 @@ def test_evaluation_reports_every_contender_per_cycle_and_ndcg_as_the_mean_over_
     before = {k: v for k, v in os.environ.items() if k.startswith("FRESHREC_")}
     result = main(["--synthetic", "--model", "tiny", "--synthetic-events", "1300", "--cycle-rows", "150",
                    "--score-cycles", "2", "--warmup-train-rows", "400", "--retrain-rows", "300",
-                   "--max-train-seconds", "5", "--set", "holdout=newest_per_user",
+                   "--max-train-seconds", "5", "--retrain-seconds", "7", "--set", "holdout=newest_per_user",
                    "--database", sa.engine.make_url(database_url).database, "--out", str(tmp_path)])
     assert {k: v for k, v in os.environ.items() if k.startswith("FRESHREC_")} == before  # settings, not os.environ
     # one Settings: the environment's (FRESHREC_TRAIN_MODE=full from the fixture), the run's overrides, --set
     assert {k: result["settings"][k] for k in ("model", "train_mode", "epochs", "holdout")} == {
         "model": "tiny", "train_mode": "full", "epochs": 1, "holdout": "newest_per_user"}
     assert "database_url" not in result["settings"]
+    assert result["full_retrain"] == {"every_cycles": 5, "rows": 300, "train_seconds": 7}
 
     assert [c["cycle"] for c in result["cycles"]] == [1, 2]
     for cycle in result["cycles"]:
