@@ -58,6 +58,11 @@ def models_show(version: Annotated[int, typer.Argument(help="Model version.")], 
         total = f", {fit['rows_total']} in all" if "rows_total" in fit else ""
         lines.append(f"wide part fitted to {fit['rows']} rows{' ' + start if start else ''}{total}: " + ", ".join(
             f"{name} {w:+.3f}" for name, w in zip(names, fit["weights"])) + f", bias {fit['bias']:+.3f}")
+    trained = ((info.get("config") or {}).get("extra") or {}).get("last_train") or {}
+    if trained.get("steps") is not None:  # how its training went (fine_tune: config.extra.last_train)
+        speed = f" at {trained['examples_per_s']:.1f} examples/s" if trained.get("examples_per_s") else ""
+        lines.append(f"trained {trained['steps']} steps, {trained.get('examples')} examples{speed}, learning rate "
+                     f"{trained.get('learning_rate') or 0:.2e}")
     for who in ("candidate", "champion", "prequential"):
         if m.get(who):
             lines.append(f"{who:>11}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"

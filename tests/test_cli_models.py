@@ -20,7 +20,9 @@ def test_cli_models_and_score(engine, database_url, artifact):
     head_update = config("full")
     head_update.extra = {"lineage": {"kind": "warm_start", "scope": "head", "parent": v1,
                                      "wide_fit": {"rows": 300, "weights": [1.2, 0.9, 0.01, -0.02], "bias": -0.4,
-                                                                  "prior": "running", "rows_total": 1300}}}
+                                                                  "prior": "running", "rows_total": 1300}},
+                         "last_train": {"steps": 12, "examples": 384, "loss": 0.61, "examples_per_s": 41.25,
+                                        "learning_rate": 0.001}}
     v2 = publish(engine, save_artifact(build_model(head_update), head_update), v1).version
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO items (id, title, category) VALUES (1, 'football guide', 'sports'), "
@@ -40,6 +42,7 @@ def test_cli_models_and_score(engine, database_url, artifact):
     assert f"parent {v1}, base tiny (full, warm start, head only)" in shown  # how the version was made
     assert ("wide part fitted to 300 rows continuing the newest attempt's posterior, 1300 in all: user_rate +1.200, item_rate +0.900, user_log_n +0.010, "
             "item_log_n -0.020, bias -0.400") in shown
+    assert "trained 12 steps, 384 examples at 41.2 examples/s, learning rate 1.00e-03" in shown
     assert cli("models", "rollback") == {"champion": v1, "previous": v2}
     ranked = cli("score", "--user", "7", "--items", "1", "--items", "3", "--top", "5")
     assert ranked["version"] == v1 and {r["item_id"] for r in ranked["items"]} == {1, 3}
