@@ -31,7 +31,8 @@ from freshrec.metrics import evaluate, paired_gains
 from freshrec.model import build_model, new_model_config
 from freshrec.artifacts import Artifact, ChampionModel, load_artifact, save_artifact
 from freshrec.settings import Settings
-from freshrec.trainer import FIRST_PASS_REPLAY_SHARE, LrState, TrainStats, learning_rate_state, train
+from freshrec.trainer import (FIRST_PASS_REPLAY_SHARE, LrState, TrainStats, budget_reach, learning_rate_state,
+                              replay_rows, train, warm_start_throughput)
 from freshrec.trainset import gate_window, probe_pairs, replay_sample, replay_seed, training_backlog
 from freshrec.wide import WidePosterior
 
@@ -219,7 +220,12 @@ def fine_tune(
     # FRESHREC_MAX_BACKLOG_ROWS, counted in the cycle record; they stay in the history that replay draws from).
     per_step = (cfg.gpu_batch_size if device.type == "cuda" else cfg.batch_size) * max(1, cfg.grad_accum_steps)
     steps = REBASE_STEPS if rebase else cfg.max_train_steps  # a rebase has its own budget (below)
-    capacity = int(steps * per_step * (1 - FIRST_PASS_REPLAY_SHARE))
+    seconds = (cfg.rebase_train_seconds if rebase else cfg.max_train_seconds if champion_model is not None
+               else max(cfg.max_train_seconds, cfg.rebase_train_seconds))
+    # no more rows than the budget is expected to train: the step budget, and the time budget at the newest warm
+    # start's speed (trainer.budget_reach); rows past it would be read and encoded for nothing
+    reach = budget_reach(steps * per_step, seconds, warm_start_throughput(engine))
+    capacity = int(reach * (1 - FIRST_PASS_REPLAY_SHARE))
     # earlier cycles' held-out rows the gate judges on: they stay in the backlog, untrained, while in the window
     window = gate_window(engine, consumer, gate.gate_window_cycles - 1)
     backlog = training_backlog(engine, consumer, max(0, min(cfg.max_backlog_rows, capacity - len(train_part))),
@@ -239,7 +245,7 @@ def fine_tune(
             replay = examples_of(recent)
     elif replay_before is not None and cfg.replay_ratio > 0:
         fresh = len(train_part) + len(waiting)
-        older = replay_sample(engine, consumer, replay_before, int(fresh * cfg.replay_ratio),
+        older = replay_sample(engine, consumer, replay_before, replay_rows(fresh, cfg.replay_ratio, reach),
                               replay_seed(cfg.seed, replay_before))
         if len(older):
             replay = examples_of(older)

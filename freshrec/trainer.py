@@ -58,6 +58,39 @@ class LrState:
         return LrState(min(self.base_lr, self.lr * LR_RECOVER), self.base_lr)
 
 
+REACH_HEADROOM = 1.5  # a cycle reads up to this many times the rows its last measured speed would train
+
+
+def warm_start_throughput(engine: Engine) -> float | None:
+    """Examples per second of the newest warm start's training (None: none recorded yet)."""
+    with engine.connect() as conn:
+        value = conn.execute(query("warm_start_throughput")).scalar()
+    return float(value) if value is not None and value > 0 else None
+
+
+def budget_reach(max_examples: int, max_seconds: float, examples_per_s: float | None) -> int:
+    """How many examples a training budget is expected to reach: `max_examples` (steps x rows per step), and with a
+    measured speed (warm_start_throughput) no more than REACH_HEADROOM x examples_per_s x max_seconds.
+
+    A cycle reads and encodes (point-in-time features, tokens) its backlog rows and replayed rows before training;
+    rows past the reach would be encoded and then never trained. When the time budget is below what the stream
+    needs, the backlog grows every cycle, and without this bound each cycle encoded all of it (up to
+    FRESHREC_MAX_BACKLOG_ROWS) plus twice as many replayed rows (2026-12-03, MovieLens at a 20 s budget: 50 s of a
+    cycle's training phase for 20 s of training)."""
+    if not examples_per_s:
+        return max_examples
+    return max(1, min(max_examples, int(REACH_HEADROOM * examples_per_s * max_seconds)))
+
+
+def replay_rows(fresh: int, ratio: float, reach: int) -> int:
+    """How many older rows to replay: `ratio` per fresh row, but no more than the budget's reach (budget_reach) less
+    the fresh rows, and never fewer than the first pass tops its steps up with (FIRST_PASS_REPLAY_SHARE). The
+    sample stays uniform over history: it is only smaller."""
+    wanted = int(fresh * ratio)
+    first_pass = math.ceil(fresh * FIRST_PASS_REPLAY_SHARE / (1 - FIRST_PASS_REPLAY_SHARE))
+    return min(wanted, max(first_pass, reach - fresh))
+
+
 def learning_rate_state(engine: Engine, base_lr: float) -> LrState:
     with engine.connect() as conn:
         stored = conn.execute(query("trainer_state")).scalar()

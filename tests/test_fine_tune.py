@@ -292,3 +292,45 @@ def test_an_unchanged_champion_does_not_score_the_windows_rows_or_the_probe_agai
     scored_by_champion.clear()
     fine_tune(engine, batches[3], registry.load_champion(engine), settings, replay_before=pulled.from_cursor)
     assert set(again.backlog_add["held_out"]) <= set(scored_by_champion)
+
+
+@pytest.mark.train
+def test_a_warm_start_reads_no_more_backlog_and_replay_than_the_last_warm_starts_speed_can_train(engine):
+    import sqlalchemy as sa
+
+    settings = load_settings(model="tiny", train_mode="full", update_scope="encoder", gate_window_cycles=1,
+                             replay_ratio=2.0, max_train_seconds=60)
+    pulled, clean = clean_batch(engine, settings, 800, 10)
+    older = pulled.to_cursor  # replay may draw from all 800 rows
+
+    def publish(outcome, published: bool = True) -> int:
+        with engine.begin() as conn:
+            return registry.insert_version_and_maybe_promote(
+                conn, artifact=outcome.artifact, decision=Decision(published, ["test"]),
+                champion_before=outcome.champion_version, metrics=outcome.metrics, batch_ids=[], cycle_id=None,
+                reference_sample=None).version
+
+    def queue(ids) -> None:  # rows a budget left: they wait in the training backlog
+        with engine.begin() as conn:
+            cycle = conn.execute(sa.text("INSERT INTO update_cycles (consumer) VALUES ('default') RETURNING id")
+                                 ).scalar()
+            conn.execute(sa.text("INSERT INTO training_backlog (consumer, interaction_id, reason, cycle_id) "
+                                 "SELECT 'default', id, 'not_trained', :c FROM unnest(CAST(:ids AS bigint[])) id"),
+                         {"c": cycle, "ids": [int(i) for i in ids]})
+
+    publish(fine_tune(engine, clean.iloc[:200], None, settings, replay_before=older))
+    queue(clean["id"].iloc[600:700])
+    first = fine_tune(engine, clean.iloc[200:400], registry.load_champion(engine), settings, replay_before=older)
+    # no warm start before it: the whole backlog, and the ratio's replay
+    assert first.backlog_rows == 100 and first.replay_rows == 2 * (160 + 100)
+    speed = first.artifact.config["extra"]["last_train"]["examples_per_s"]
+    assert speed > 0
+    version = publish(first, published=False)  # refused: its speed still counts
+    with engine.begin() as conn:  # as if it had trained at 1 example a second
+        conn.execute(sa.text("UPDATE model_versions SET config = jsonb_set(config, '{extra,last_train,examples_per_s}',"
+                             " '1') WHERE version = :v"), {"v": version})
+    queue(clean["id"].iloc[700:800])
+    slow = fine_tune(engine, clean.iloc[400:600], registry.load_champion(engine), settings, replay_before=older)
+    # 1.5 x 1/s x 60 s = 90 rows in reach, fewer than the batch's 160: no backlog row is read (they wait, all 200),
+    # and only the first pass's top-up share is replayed
+    assert slow.backlog_rows == 0 and slow.stats.fresh_rows == 160 and slow.replay_rows == 54

@@ -9,7 +9,7 @@ from freshrec.inference import predict
 from freshrec.metrics import binary_metrics
 from freshrec.model import build_model, load_tokenizer
 from freshrec.settings import TrainingSettings
-from freshrec.trainer import LR_FLOOR, LrState, train
+from freshrec.trainer import LR_FLOOR, LrState, budget_reach, replay_rows, train
 
 from helpers import config, examples
 
@@ -29,6 +29,20 @@ def test_lr_shrinks_after_a_worse_candidate_and_recovers_slowly():
 
 
 @pytest.mark.train
+def test_a_cycle_reads_no_more_rows_than_its_budget_is_expected_to_train():
+    # no speed measured yet: the step budget
+    assert budget_reach(10**6, 60.0, None) == 10**6
+    # 10 examples/s for 60 s, with half again as headroom; the step budget still caps it
+    assert budget_reach(10**6, 60.0, 10.0) == 900 and budget_reach(500, 60.0, 10.0) == 500
+    # replay: the ratio within the reach, less the fresh rows
+    assert replay_rows(300, 2.0, 10**6) == 600 and replay_rows(300, 2.0, 900) == 600
+    assert replay_rows(300, 2.0, 600) == 300
+    # a reach that cannot even cover the fresh rows still draws what the first pass tops its steps up with
+    assert replay_rows(300, 2.0, 150) == 100
+    # a small ratio is never raised
+    assert replay_rows(300, 0.1, 150) == 30
+
+
 def test_gradient_accumulation_counts_optimizer_steps():
     from freshrec.model import build_model, load_tokenizer
 
