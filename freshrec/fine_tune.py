@@ -215,15 +215,15 @@ def fine_tune(
 
     timer = time.perf_counter()
     train_part, holdout = split_holdout(examples, cfg.holdout_share, cfg.holdout, cfg.seed)
-    # The backlog is read newest first, and no more of it than this cycle's step budget could train in its first
-    # pass: under sustained overload the newest rows train, and the oldest wait (and expire past
+    # The backlog is read newest first, and no more of it than this cycle's budget could train in its first pass
+    # (`reach`, below): under sustained overload the newest rows train, and the oldest wait (and expire past
     # FRESHREC_MAX_BACKLOG_ROWS, counted in the cycle record; they stay in the history that replay draws from).
     per_step = (cfg.gpu_batch_size if device.type == "cuda" else cfg.batch_size) * max(1, cfg.grad_accum_steps)
     steps = REBASE_STEPS if rebase else cfg.max_train_steps  # a rebase has its own budget (below)
     seconds = (cfg.rebase_train_seconds if rebase else cfg.max_train_seconds if champion_model is not None
                else max(cfg.max_train_seconds, cfg.rebase_train_seconds))
-    # no more rows than the budget is expected to train: the step budget, and the time budget at the newest warm
-    # start's speed (trainer.budget_reach); rows past it would be read and encoded for nothing
+    # the step budget, and the time budget at the newest warm start's speed (trainer.budget_reach): rows past it
+    # would be read and encoded for nothing; replay is bounded by it too
     reach = budget_reach(steps * per_step, seconds, warm_start_throughput(engine))
     capacity = int(reach * (1 - FIRST_PASS_REPLAY_SHARE))
     # earlier cycles' held-out rows the gate judges on: they stay in the backlog, untrained, while in the window
