@@ -240,7 +240,7 @@ def run(args) -> dict:
         t0 = time.perf_counter()
         if k % args.retrain_every == 0:
             retrained = retrain_from_base(engine, settings, history, args.retrain_rows, seed=k,
-                                          seconds=args.retrain_seconds or 4 * args.max_train_seconds)
+                                          seconds=args.retrain_seconds)
         scores["full retrain"] = predict(retrained[0], tokenizer, retrained[1], ex, device)
         seconds["full retrain"] = time.perf_counter() - t0
         rows = with_genres(engine, ex)
@@ -280,7 +280,7 @@ def run(args) -> dict:
 
     result = {"stream": stream_name, "model": args.model, "cycle_rows": args.cycle_rows,
               "full_retrain": {"every_cycles": args.retrain_every, "rows": args.retrain_rows,
-                               "train_seconds": args.retrain_seconds or 4 * args.max_train_seconds},
+                               "train_seconds": args.retrain_seconds},
               "scored": f"the last {args.score_cycles * args.cycle_rows} of {total} events "
                         f"({args.score_cycles} cycles) after {warmup} warm-up events",
               "settings": settings.model_dump(mode="json", exclude={"database_url"}),
@@ -524,6 +524,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     args.cycle_rows = args.cycle_rows or (1000 if args.movielens else 500)
+    args.retrain_seconds = args.retrain_seconds or 4 * args.max_train_seconds
     if args.synthetic and args.synthetic_events - (args.score_cycles * args.cycle_rows + args.warmup_train_rows) <= 0:
         parser.error(f"--synthetic-events {args.synthetic_events} leave no history before the "
                      f"{args.warmup_train_rows} cold-start rows and {args.score_cycles} scored cycles of "

@@ -219,12 +219,15 @@ def fine_tune(
     # (`reach`, below): under sustained overload the newest rows train, and the oldest wait (and expire past
     # FRESHREC_MAX_BACKLOG_ROWS, counted in the cycle record; they stay in the history that replay draws from).
     per_step = (cfg.gpu_batch_size if device.type == "cuda" else cfg.batch_size) * max(1, cfg.grad_accum_steps)
-    steps = REBASE_STEPS if rebase else cfg.max_train_steps  # a rebase has its own budget (below)
-    seconds = (cfg.rebase_train_seconds if rebase else cfg.max_train_seconds if champion_model is not None
-               else max(cfg.max_train_seconds, cfg.rebase_train_seconds))
+    budget = cfg
+    if rebase:  # a fresh start: a budget of its own, one pass over the window
+        budget = cfg.model_copy(update={"max_train_seconds": cfg.rebase_train_seconds,
+                                        "max_train_steps": REBASE_STEPS, "epochs": 1})
+    elif champion_model is None:  # the first model also trains from the base: it gets a rebase's time budget
+        budget = cfg.model_copy(update={"max_train_seconds": max(cfg.max_train_seconds, cfg.rebase_train_seconds)})
     # the step budget, and the time budget at the newest warm start's speed (trainer.budget_reach): rows past it
     # would be read and encoded for nothing; replay is bounded by it too
-    reach = budget_reach(steps * per_step, seconds, warm_start_throughput(engine))
+    reach = budget_reach(budget.max_train_steps * per_step, budget.max_train_seconds, warm_start_throughput(engine))
     capacity = int(reach * (1 - FIRST_PASS_REPLAY_SHARE))
     # earlier cycles' held-out rows the gate judges on: they stay in the backlog, untrained, while in the window
     window = gate_window(engine, consumer, gate.gate_window_cycles - 1)
@@ -256,13 +259,8 @@ def fine_tune(
     train_set = pd.concat([part for part in (fresh_set, replay) if len(part)], ignore_index=True)
 
     lr_state = learning_rate_state(engine, cfg.learning_rate)
-    budget = cfg
-    if rebase:  # a fresh start: the configured rate, a budget of its own, one pass over the window
+    if rebase:  # a fresh start: the configured rate (its budget: above)
         lr_state = LrState(cfg.learning_rate, cfg.learning_rate)
-        budget = cfg.model_copy(update={"max_train_seconds": cfg.rebase_train_seconds,
-                                        "max_train_steps": REBASE_STEPS, "epochs": 1})
-    elif champion_model is None:  # the first model also trains from the base: it gets a rebase's time budget
-        budget = cfg.model_copy(update={"max_train_seconds": max(cfg.max_train_seconds, cfg.rebase_train_seconds)})
     if warm:
         candidate, config = load_artifact(champion.artifact)  # warm start: a second copy of the champion
     else:

@@ -37,7 +37,8 @@ def models_show(version: Annotated[int, typer.Argument(help="Model version.")], 
 
     info = registry.show_model(checked_engine(current_settings()), db_id(version, "version"))
     m = info["metrics"]
-    lineage = ((info.get("config") or {}).get("extra") or {}).get("lineage") or {}
+    extra = (info.get("config") or {}).get("extra") or {}
+    lineage = extra.get("lineage") or {}
     made = ", ".join([lineage["kind"].replace("_", " ")] * bool(lineage.get("kind"))
                      + ["head only"] * (lineage.get("scope") == "head"))
     lines = [f"version {info['version']}: {info['status']}" + (f" ({', '.join(info['aliases'])})" if info["aliases"]
@@ -58,7 +59,7 @@ def models_show(version: Annotated[int, typer.Argument(help="Model version.")], 
         total = f", {fit['rows_total']} in all" if "rows_total" in fit else ""
         lines.append(f"wide part fitted to {fit['rows']} rows{' ' + start if start else ''}{total}: " + ", ".join(
             f"{name} {w:+.3f}" for name, w in zip(names, fit["weights"])) + f", bias {fit['bias']:+.3f}")
-    trained = ((info.get("config") or {}).get("extra") or {}).get("last_train") or {}
+    trained = extra.get("last_train") or {}
     if trained.get("steps") is not None:  # how its training went (fine_tune: config.extra.last_train)
         speed = f" at {trained['examples_per_s']:.1f} examples/s" if trained.get("examples_per_s") else ""
         lines.append(f"trained {trained['steps']} steps, {trained.get('examples')} examples{speed}, learning rate "
