@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from freshrec import wide
+from freshrec.embedding_store import EmbeddingStore, encoder_key
 from freshrec.features import build_examples, side_columns, split_holdout
 from freshrec.inference import FrozenEncoderCache, _side, pick_device, predict
 from freshrec.ingest import Cursor
@@ -110,6 +111,15 @@ def _fit_wide(model, config, prior: tuple[WidePosterior, str], memory_rows: floa
     return fitted, posterior
 
 
+def _embedding_store(engine: Engine, champion_model, device, max_rows: int) -> EmbeddingStore | None:
+    """The champion's encoder's kept embeddings (embedding_store.py), the oldest past max_rows dropped; None: off."""
+    if not max_rows:
+        return None
+    store = EmbeddingStore(engine, f"{encoder_key(champion_model)}:{device.type}", max_rows)
+    store.prune()
+    return store
+
+
 def known_scores(queued: pd.DataFrame, champion_version: int | None) -> pd.Series:
     """id -> the champion's score, for backlog or gate-window rows (trainset) that this champion version scored in
     an earlier cycle and the commit kept (0013_backlog_champion_scores.sql); others are not in it."""
@@ -194,10 +204,12 @@ def fine_tune(
     device = pick_device(cfg.device, cfg.cpu_threads)
     metrics: dict = {}
     # A head-only warm start keeps the champion's encoder: one cache of its embeddings serves scoring, training
-    # and the candidate's evaluation, so no text is encoded twice in the cycle.
+    # and the candidate's evaluation, so no text is encoded twice in the cycle; the store (embedding_store.py) keeps
+    # them for later cycles while the encoder stays the same (until a rebase is published).
     warm = champion_model is not None and not rebase  # else the candidate is a new model (cold start, rebase)
     head_only = cfg.update_scope == "head" and warm
-    cache = FrozenEncoderCache(champion_model, device) if head_only else None
+    store = _embedding_store(engine, champion_model, device, cfg.embedding_cache_rows) if head_only else None
+    cache = FrozenEncoderCache(champion_model, device, store) if head_only else None
     if champion_model is not None and len(examples):
         examples["champion_score"] = predict(champion_model, tokenizer, champion_config, examples, device,
                                              cache=cache)
@@ -340,6 +352,9 @@ def fine_tune(
                     "last_train": {"steps": stats.steps, "examples": stats.examples, "loss": stats.last_loss,
                                    "examples_per_s": round(stats.examples_per_s, 3),
                                    "learning_rate": lr_state.lr}}
+    if cache is not None:
+        metrics["embeddings"] = {"encoded": cache.encoded,
+                                 "from_store": cache.store.hits if cache.store is not None else 0}
     outcome.seconds["evaluate"] = time.perf_counter() - timer
     outcome.trained = True
     outcome.holdout = holdout

@@ -105,25 +105,43 @@ class FrozenEncoderCache:
     candidate warm-started from it that trains only its head (FRESHREC_UPDATE_SCOPE=head) share one encoder, so a
     text the champion scored is not encoded again to train or score the candidate. Forward only, no dropout."""
 
-    def __init__(self, model, device):
+    def __init__(self, model, device, store=None):
         self.model, self.device = model, device
+        self.store = store  # embedding_store.EmbeddingStore of this encoder: vectors kept from earlier cycles
         self.vectors: dict[tuple[int, str], object] = {}  # (token limit, text) -> embedding
+        self.encoded = 0  # texts this cache encoded (not found in memory or in the store)
 
     def fill(self, texts: TokenizedTexts, positions: np.ndarray | None = None) -> None:
         """Encode the texts at `positions` (default: all of them) that the cache lacks, together: the more texts
-        one call encodes, the closer in length each chunk's texts are (encode)."""
+        one call encodes, the closer in length each chunk's texts are (encode). With a store, texts it holds are
+        read from it and those encoded now are written to it."""
         import torch
 
         positions = np.arange(len(texts.unique)) if positions is None else np.unique(positions)
         new = [i for i in positions if (texts.max_len, texts.unique[i]) not in self.vectors]
         if not new:
             return
+        if self.store is not None:
+            from freshrec.embedding_store import text_key
+
+            keys = {i: text_key(texts.max_len, texts.unique[i]) for i in new}
+            kept = self.store.get(list(keys.values()))
+            for i in new:
+                if keys[i] in kept:
+                    self.vectors[(texts.max_len, texts.unique[i])] = torch.from_numpy(kept[keys[i]].copy()).to(
+                        self.device)
+            new = [i for i in new if keys[i] not in kept]
+            if not new:
+                return
         encoder_mode = self.model.encoder.training
         self.model.encoder.eval()
         with torch.no_grad(), _autocast(self.device):
             vectors = encode(self.model, texts, np.asarray(new), self.device).float()
         self.model.encoder.train(encoder_mode)
+        self.encoded += len(new)
         self.vectors.update({(texts.max_len, texts.unique[i]): v for i, v in zip(new, vectors)})
+        if self.store is not None:
+            self.store.put([keys[i] for i in new], vectors.cpu().numpy())
 
     def __call__(self, texts: TokenizedTexts, positions: np.ndarray):
         import torch

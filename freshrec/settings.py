@@ -122,6 +122,10 @@ class TrainingSettings(BaseModel):
     wide_memory_rows: int = Field(10_000, gt=0, description="The wide part (the like-rates' weights) weighs the "
                                   "evidence of about this many newest rows: older rows fade exponentially as new "
                                   "ones arrive (freshrec/wide.py; see docs/design.md, the model).")
+    embedding_cache_rows: int = Field(300_000, ge=0, description="Text embeddings of the champion's frozen "
+                                      "encoder kept in PostgreSQL between head-only cycles (about 1.6 KB each "
+                                      "with MiniLM), so no text is encoded twice until a rebase changes the "
+                                      "encoder (freshrec/embedding_store.py); 0: keep none.")
     max_item_tokens: int = Field(48, gt=4)
     max_user_tokens: int = Field(96, gt=4)
 

@@ -140,6 +140,16 @@ def test_a_head_only_warm_start_keeps_the_champions_encoder_and_scores_as_the_ch
     assert np.allclose(fresh, warm.holdout["candidate_score"], atol=1e-5)
     champion_again = predict(old, load_tokenizer("tiny"), config, warm.examples)
     assert np.allclose(champion_again, warm.examples["champion_score"], atol=1e-5)
+    # the champion's embeddings are kept between cycles (embedding_store.py): the same rows again encode nothing,
+    # and score exactly as before; with the store off, they are encoded again
+    assert warm.metrics["embeddings"]["encoded"] > 0
+    again = fine_tune(engine, clean.iloc[150:], champion, settings, replay_before=pulled.from_cursor)
+    assert again.metrics["embeddings"]["encoded"] == 0 and again.metrics["embeddings"]["from_store"] > 0
+    assert np.array_equal(again.examples["champion_score"], warm.examples["champion_score"])
+    off = fine_tune(engine, clean.iloc[150:], champion, settings.model_copy(update={"embedding_cache_rows": 0}),
+                    replay_before=pulled.from_cursor)
+    assert off.metrics["embeddings"] == {"encoded": warm.metrics["embeddings"]["encoded"], "from_store": 0}
+    assert np.allclose(off.examples["champion_score"], warm.examples["champion_score"], atol=1e-6)
 
 
 @pytest.mark.train
