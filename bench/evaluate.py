@@ -121,6 +121,34 @@ def with_genres(engine, frame: pd.DataFrame) -> pd.DataFrame:
     return out.assign(genres=[genres.get(int(i), []) for i in out["item_id"]])
 
 
+RAW_COLUMNS = ["id", "user_id", "item_id", "event_type", "label", "dwell_ms", "occurred_at"]
+
+
+def as_served(engine, examples: pd.DataFrame, history_len: int) -> pd.DataFrame:
+    """The cycle's rows as serving ranks them: each user's rows with the features of the moment of that user's
+    first event in the cycle (history text, like-rates and the items' rates, all strictly before it), so within a
+    user's list only the item varies, as in `rank_items`, which scores one user's candidates with one user state.
+    The per-event rows (`examples`) give each of a user's rows the state just before it: ranking them by score then
+    also ranks the moments at which the user rated, which no request to serving ever asks."""
+    from freshrec.features import build_examples
+
+    first = examples.groupby("user_id")["occurred_at"].transform("min")
+    return build_examples(engine, examples[RAW_COLUMNS].assign(occurred_at=first), history_len, categories=True,
+                          recent=True)
+
+
+def served_prior_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The hand-set per-event priors' log-odds from freshrec's own side features (the bench's pandas copy of them
+    is checked equal every cycle: inputs_max_abs_diff), for rows whose features are not per event (as_served)."""
+    from bench.baselines import logit
+    from freshrec.features import CATEGORY_RATE, RECENT_RATE
+
+    user, item = logit(frame["user_rate"]), logit(frame["item_rate"])
+    genre = logit(frame[CATEGORY_RATE])
+    return {"user+item rates (per event)": user + item, "user-in-genre+item rates (per event)": genre + item,
+            "user-in-genre+recent+item rates (per event)": genre + item + logit(frame[RECENT_RATE]) - user}
+
+
 def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: int, seconds: float):
     """A model trained from the base encoder on a sample of everything so far (the cost reference)."""
     from freshrec import wide
@@ -219,12 +247,16 @@ def run(args) -> dict:
     print(f"warm-up: {warmup} rows in {time.perf_counter() - started:.0f} s; first champion v{first.version} "
           f"(held-out AUC {summary.metrics['candidate']['auc']:.3f})", file=sys.stderr)
 
-    retrained = None
+    retrained = served = None
     cycles_out = []
+    served_users: dict[str, list] = {c: [] for c in SERVED}  # per cycle, each user's NDCG@10 as served
     pooled: dict[str, list] = {c: [] for c in CONTENDERS}
     ndcg_users: dict[str, list] = {c: [] for c in CONTENDERS}  # per cycle, each user's NDCG@10
     for k in range(args.score_cycles):
         row: dict = {"cycle": k + 1, "contenders": {}}
+        scoring = load_champion(engine)  # the version that scores this cycle's rows before anyone learns
+        if served is None or served[0] != scoring.version:
+            served = (scoring.version, *load_artifact(scoring.artifact, scoring.sha256))
         t0 = time.perf_counter()
         outcome, summary = stream.cycle(args.cycle_rows)
         freshrec_s = time.perf_counter() - t0
@@ -251,8 +283,16 @@ def run(args) -> dict:
             seconds[b.name] = time.perf_counter() - t0
         copy = next(b for b in baselines if isinstance(b, UserGenreRecentItemRatesPerEvent)).last_inputs
         row["inputs_max_abs_diff"] = inputs_difference(copy, ex, settings.category_rate, settings.recent_rate)
-        history = pd.concat([history, ex[["id", "user_id", "item_id", "event_type", "label", "dwell_ms",
-                                          "occurred_at"]]], ignore_index=True)
+        history = pd.concat([history, ex[RAW_COLUMNS]], ignore_index=True)
+        served_ex = as_served(engine, ex, settings.training.history_len)
+        served_scores = {"freshrec": predict(served[1], tokenizer, served[2], served_ex, device),
+                         "frozen": predict(frozen, tokenizer, frozen_cfg, served_ex, device),
+                         "full retrain": predict(retrained[0], tokenizer, retrained[1], served_ex, device),
+                         **served_prior_scores(served_ex)}
+        for name in SERVED:
+            per_user = ndcg_per_user(served_ex["user_id"], served_ex["label"], served_scores[name], 10)
+            served_users[name].append(per_user)
+            row.setdefault("ndcg_at_10_as_served", {})[name] = float(per_user.mean()) if len(per_user) else None
         for name in CONTENDERS:
             m = binary_metrics(ex["label"], scores[name], settings.min_eval_rows)
             per_user = ndcg_per_user(ex["user_id"], ex["label"], scores[name], 10)
@@ -289,6 +329,9 @@ def run(args) -> dict:
                                                       **paired_ndcg_difference(ndcg_users["freshrec"],
                                                                                ndcg_users[other])}
                               for other in COMPARED},
+              "comparisons_as_served": {f"freshrec - {other}": paired_ndcg_difference(served_users["freshrec"],
+                                                                                      served_users[other])
+                                        for other in COMPARED},
               "cycles": cycles_out, "wall_s": round(time.perf_counter() - started), "peak_rss_mb": rss_mb()}
     coverage = [c["fresh_coverage"] for c in cycles_out if c["fresh_coverage"] is not None]
     result["freshrec_cycles"] = {
@@ -331,6 +374,10 @@ def inputs_difference(copy: pd.DataFrame, examples: pd.DataFrame, category_rate:
     return round(float(np.abs(copy[columns].to_numpy(float) - examples[columns].to_numpy(float)).max()), 9)
 
 
+# contenders whose scores can be computed for rows as served (as_served): the models, and the hand-set priors from
+# freshrec's side features
+SERVED = ("freshrec", "frozen", "full retrain", "user+item rates (per event)", "user-in-genre+item rates (per event)",
+          "user-in-genre+recent+item rates (per event)")
 COMPARED = ("frozen", "user+item rates (per event)", "user-in-genre+item rates (per event)",
             "user-in-genre+recent+item rates (per event)", "full retrain")
 
@@ -346,7 +393,10 @@ def totals(cycles: list[dict], pooled: dict[str, list], min_rows: int) -> dict:
                            np.concatenate([p[1] for p in pooled[name]]), min_rows)
         ndcg = [c["contenders"][name]["ndcg_at_10"] for c in cycles
                 if c["contenders"][name]["ndcg_at_10"] is not None]
+        served = [c["ndcg_at_10_as_served"][name] for c in cycles
+                  if (c.get("ndcg_at_10_as_served") or {}).get(name) is not None]
         out[name] = {"auc": m["auc"], "logloss": m["logloss"], "ndcg_at_10": float(np.mean(ndcg)) if ndcg else None,
+                     "ndcg_at_10_as_served": float(np.mean(served)) if served else None,
                      "ndcg_cycles": len(ndcg), "n": m["n"],
                      "seconds_per_cycle": round(float(np.mean([c["contenders"][name]["seconds"] for c in cycles])),
                                                 2)}
@@ -433,17 +483,27 @@ def write_outputs(result: dict, out: Path) -> None:
 
     lines = [f"Stream: {result['stream']}; model {result['model']}; scored {result['scored']}.", "",
              "AUC and log loss over all scored events; NDCG@10 per cycle (each user's items of the cycle, tied "
-             "scores share their gain), then the mean over cycles.", "",
-             "| contender | AUC | log loss | NDCG@10 (mean over cycles) | seconds per cycle |", "|---|---|---|---|---|"]
+             "scores share their gain), then the mean over cycles. As served: each user's rows of the cycle "
+             "scored with the user's state at their first event in it (history, like-rates, item rates), as serving "
+             "ranks one user's candidates; the per-event NDCG gives each row the state just before it, so it also "
+             "ranks the moments the user rated at.", "",
+             "| contender | AUC | log loss | NDCG@10 (mean over cycles) | NDCG@10 as served | seconds per cycle |",
+             "|---|---|---|---|---|---|"]
     for name, t in sorted(result["totals"].items(), key=lambda kv: -(kv[1]["auc"] or 0)):
         lines.append(f"| {name} | {fmt(t['auc'])} | {fmt(t['logloss'])} | {fmt(t['ndcg_at_10'])} | "
-                     f"{t['seconds_per_cycle']} |")
+                     f"{fmt(t.get('ndcg_at_10_as_served'))} | {t['seconds_per_cycle']} |")
     lines += ["", "| comparison (same events) | AUC difference | 95% interval | NDCG@10 difference | 95% interval |",
               "|---|---|---|---|---|"]
     for name, c in result.get("comparisons", {}).items():
         ndcg_ci = c.get("ndcg_ci95") or [None, None]
         lines.append(f"| {name} | {c['auc_difference']:+.4f} | {c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f} | "
                      f"{fmt(c.get('ndcg_difference'), '+')} | {fmt(ndcg_ci[0], '+')} to {fmt(ndcg_ci[1], '+')} |")
+    if result.get("comparisons_as_served"):
+        lines += ["", "| comparison, as served | NDCG@10 difference | 95% interval |", "|---|---|---|"]
+        for name, c in result["comparisons_as_served"].items():
+            ci = c.get("ndcg_ci95") or [None, None]
+            lines.append(f"| {name} | {fmt(c.get('ndcg_difference'), '+')} | {fmt(ci[0], '+')} to "
+                         f"{fmt(ci[1], '+')} |")
     lines += ["", "Intervals: bootstrap over users (a user's events move together)."]
     gaps = [c["inputs_max_abs_diff"] for c in result["cycles"] if c.get("inputs_max_abs_diff") is not None]
     if gaps:

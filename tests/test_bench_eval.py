@@ -179,8 +179,46 @@ def test_evaluation_reports_every_contender_per_cycle_and_ndcg_as_the_mean_over_
             result["totals"]["freshrec"]["ndcg_at_10"] - result["totals"][other]["ndcg_at_10"], abs=1e-4)
         assert c["ndcg_ci95"][0] <= c["ndcg_ci95"][1] and c["ci95"][0] <= c["ci95"][1]
 
+    # as served (each user's rows with one user state): the same users counted, the hand-set priors' user terms
+    # are then constant within a list, so both genre priors rank alike; the recent rate changes nothing
+    from bench.evaluate import SERVED
+
+    for cycle in result["cycles"]:
+        served = cycle["ndcg_at_10_as_served"]
+        assert set(served) == set(SERVED) and all(0 < v <= 1 for v in served.values())
+        assert served["user-in-genre+item rates (per event)"] == pytest.approx(
+            served["user-in-genre+recent+item rates (per event)"])
+    for other in COMPARED:
+        c = result["comparisons_as_served"][f"freshrec - {other}"]
+        assert c["ndcg_difference"] == pytest.approx(result["totals"]["freshrec"]["ndcg_at_10_as_served"]
+                                                     - result["totals"][other]["ndcg_at_10_as_served"], abs=1e-4)
+
     report = (tmp_path / "synthetic" / "results.md").read_text()
     assert "NDCG@10 (mean over cycles)" in report and "NDCG@10 difference" in report
+    assert "| comparison, as served |" in report
     freshrec_row = next(line for line in report.splitlines() if line.startswith("| freshrec |"))
     assert f"{result['totals']['freshrec']['ndcg_at_10']:.4f}" in freshrec_row
     assert (tmp_path / "synthetic" / "prequential_auc.png").stat().st_size > 10_000
+
+
+def test_rows_as_served_carry_the_users_state_at_their_first_event_in_the_cycle(engine):
+    from bench.evaluate import as_served
+    from freshrec import generate, ingest
+    from freshrec.features import SIDE_COLUMNS, build_examples
+
+    generate.insert_stream(engine, generate.StreamSpec(users=5, items=30, events=300, seed=2))
+    frame = ingest.pull_new_interactions(engine, "default", 10_000).frame
+    per_event = build_examples(engine, frame.iloc[200:], 5, categories=True, recent=True)
+    served = as_served(engine, per_event, 5)
+    assert served["id"].tolist() == per_event["id"].tolist() and served["label"].equals(per_event["label"])
+    user_state = ["user_text", "user_rate", "user_log_n", "user_recent_rate"]
+    for user, rows in served.groupby("user_id"):
+        assert len(rows) > 1 and (rows[user_state].nunique() == 1).all()  # one user state per list
+        first = per_event[per_event["user_id"] == user].sort_values(["occurred_at", "id"]).iloc[0]
+        # the first event's own features, as the flow computes them (its item too)
+        at_first = rows[rows["id"] == first["id"]].iloc[0]
+        assert at_first["user_text"] == first["user_text"]
+        assert np.allclose(at_first[[*SIDE_COLUMNS, "user_recent_rate"]].to_numpy(float),
+                           first[[*SIDE_COLUMNS, "user_recent_rate"]].to_numpy(float))
+    # the per-event rows do move within a list: what the as-served rows take out
+    assert (per_event.groupby("user_id")["user_text"].nunique() > 1).any()
