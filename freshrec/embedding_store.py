@@ -25,7 +25,7 @@ DTYPE = np.float32
 
 
 def encoder_key(model) -> str:
-    """A fingerprint of the model's encoder: its base model, every weight (LoRA adapters included) and dtype.
+    """A fingerprint of the model's encoder: every weight's name, dtype, shape and value (LoRA adapters included).
     Two encoders with the same key embed every text alike."""
     import torch
 
