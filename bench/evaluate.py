@@ -25,7 +25,9 @@ cycle is scored by every contender *before* any of them learns from it (test-the
 Writes <out>/results.json (per-cycle AUC, log loss, NDCG@10, seconds and peak RSS per contender), results.md
 and prequential_auc.png (AUC and NDCG@10 per cycle). AUC and log loss are pooled over the scored events; NDCG@10
 (scikit-learn's, tie-aware) ranks each user's items within a cycle and is reported per cycle and as the mean over
-cycles. Differences to freshrec come with 95% intervals from bootstraps over users. Needs the 'bench' extra
+cycles; NDCG@10 as served ranks the same lists with each user's state at their first event in the cycle, as
+serving ranks one user's candidates (as_served). Differences to freshrec come with 95% intervals from bootstraps
+over users. Needs the 'bench' extra
 (river, matplotlib).
 """
 
