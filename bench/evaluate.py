@@ -27,8 +27,7 @@ and prequential_auc.png (AUC and NDCG@10 per cycle). AUC and log loss are pooled
 (scikit-learn's, tie-aware) ranks each user's items within a cycle and is reported per cycle and as the mean over
 cycles; NDCG@10 as served ranks the same lists with each user's state at their first event in the cycle, as
 serving ranks one user's candidates (as_served). Differences to freshrec come with 95% intervals from bootstraps
-over users. Needs the 'bench' extra
-(river, matplotlib).
+over users. Needs the 'bench' extra (river, matplotlib).
 """
 
 from __future__ import annotations
