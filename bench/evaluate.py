@@ -58,6 +58,7 @@ class Stream:
 
     def __init__(self, engine, settings):
         self.engine, self.settings = engine, settings
+        self.champion = None  # the champion the latest cycle scored its rows with
 
     def rows(self, n: int):
         """The settings with one cycle taking at most n rows (the only thing that differs between cycles)."""
@@ -101,7 +102,7 @@ class Stream:
         cycle_id = steps.begin(settings, self.engine)
         pulled = self.pull(settings)
         validated = steps.validate(settings, self.engine, pulled)
-        champion = steps.load_champion(settings, self.engine)
+        champion = self.champion = steps.load_champion(settings, self.engine)  # the bench scores as served with it
         outcome = report = None
         if validated.accepted:  # as the flow: a rejected batch trains nothing and measures no drift
             outcome = steps.fine_tune(settings, self.engine, pulled, validated, champion)
@@ -255,12 +256,12 @@ def run(args) -> dict:
     ndcg_users: dict[str, list] = {c: [] for c in CONTENDERS}  # per cycle, each user's NDCG@10
     for k in range(args.score_cycles):
         row: dict = {"cycle": k + 1, "contenders": {}}
-        scoring = load_champion(engine)  # the version that scores this cycle's rows before anyone learns
-        if served is None or served[0] != scoring.version:
-            served = (scoring.version, *load_artifact(scoring.artifact, scoring.sha256))
         t0 = time.perf_counter()
         outcome, summary = stream.cycle(args.cycle_rows)
         freshrec_s = time.perf_counter() - t0
+        scoring = stream.champion  # the version that scored this cycle's rows before anyone learned from them
+        if served is None or served[0] != scoring.version:
+            served = (scoring.version, *load_artifact(scoring.artifact, scoring.sha256))
         if outcome is None:
             raise SystemExit(f"scored cycle {k + 1}'s batch was rejected: {summary.decision.get('reasons')}")
         ex = outcome.examples

@@ -49,9 +49,7 @@ def build_summary(*, cycle_id: int, consumer: str, pulled: PulledBatch, validate
                          "rows": outcome.train_rows, "backlog_rows": outcome.backlog_rows,
                          "replay_rows": outcome.replay_rows, "holdout_rows": len(outcome.holdout),
                          "queued_for_next_cycle": sum(len(v) for v in outcome.backlog_add.values()),
-                         "phase_seconds": {k: round(v, 2) for k, v in outcome.seconds.items()},
-                         **({"embeddings": outcome.metrics["embeddings"]} if "embeddings" in outcome.metrics
-                            else {})}
+                         "phase_seconds": {k: round(v, 2) for k, v in outcome.seconds.items()}}
         if st is not None:
             summary.train.update({"steps": st.steps, "seconds": round(st.seconds, 2), "device": st.device,
                                   "learning_rate": st.learning_rate, "examples_per_s": round(st.examples_per_s, 1),
