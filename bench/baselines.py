@@ -27,6 +27,8 @@ class LikeRates:
         from freshrec.features import RECENT_EVENTS
 
         self.latest = defaultdict(lambda: deque(maxlen=RECENT_EVENTS))  # per user: their last labels, in order
+        # per user: how many items they met and the sum of those items' rates at the time (features.item_quality)
+        self.met_n, self.met_total = defaultdict(int), defaultdict(float)
 
     def prior(self) -> float:
         return (self.pos + 1) / (self.n + 2)
@@ -52,13 +54,14 @@ class LikeRates:
         """freshrec's side features of the rows computed from these counts (features.side_features, shrunk towards
         0.5 unlike this contender's own rates): what build_examples gives a row whose strictly earlier events are
         the ones learned so far. Without genre counts the category rate is the overall user rate."""
-        from freshrec.features import CATEGORY_RATE, RECENT_RATE, recent_rate, side_features
+        from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, item_quality, RECENT_RATE, recent_rate, side_features
 
         users, items = rows["user_id"], rows["item_id"]
         out = pd.DataFrame(side_features([self.n_user[u] for u in users], [self.pos_user[u] for u in users],
                                          [self.n_item[i] for i in items], [self.pos_item[i] for i in items]))
         out[CATEGORY_RATE] = out["user_rate"]
         out[RECENT_RATE] = recent_rate(out["user_rate"], *self.recent_counts(users))
+        out[ITEM_QUALITY] = item_quality([self.met_total[u] for u in users], [self.met_n[u] for u in users])
         return out
 
     def warm(self, rows: pd.DataFrame) -> None:
@@ -66,14 +69,30 @@ class LikeRates:
         LikeRates.learn(self, rows)
 
     def learn(self, rows: pd.DataFrame) -> None:
-        for u, i, y in zip(rows["user_id"], rows["item_id"], rows["label"]):
-            self.n_user[u] += 1
-            self.pos_user[u] += int(y)
-            self.n_item[i] += 1
-            self.pos_item[i] += int(y)
-            self.n += 1
-            self.pos += int(y)
-            self.latest[u].append(int(y))
+        """Learn the rows in time order. Each row's item rate as freshrec logs it (item_rate_log, for the quality of
+        the items a user met) counts the item's rows strictly before it: rows at the same instant do not see each
+        other, as in freshrec's SQL."""
+        from freshrec.features import RATE_PRIOR_WEIGHT as weight
+
+        users, items, labels = (rows[c].to_numpy() for c in ("user_id", "item_id", "label"))
+        times = rows["occurred_at"].to_numpy() if "occurred_at" in rows else np.zeros(len(rows))
+        order = np.argsort(times, kind="stable")
+        pending: list[tuple] = []  # this instant's rows: counted after their item rates are taken
+        for k, row in enumerate(order):
+            u, i, y = users[row], items[row], int(labels[row])
+            self.met_n[u] += 1
+            self.met_total[u] += (self.pos_item[i] + weight * 0.5) / (self.n_item[i] + weight)
+            pending.append((u, i, y))
+            if k + 1 == len(order) or times[order[k + 1]] != times[row]:
+                for u, i, y in pending:
+                    self.n_user[u] += 1
+                    self.pos_user[u] += y
+                    self.n_item[i] += 1
+                    self.pos_item[i] += y
+                    self.n += 1
+                    self.pos += y
+                    self.latest[u].append(y)
+                pending.clear()
 
 
 class Popularity(LikeRates):

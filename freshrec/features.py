@@ -15,6 +15,7 @@ SIDE_COLUMNS = ["user_rate", "item_rate", "user_log_n", "item_log_n"]
 CATEGORY_RATE = "user_category_rate"  # the user's like-rate in the item's categories (features.category_rate)
 RECENT_RATE = "user_recent_rate"  # the user's like-rate over their last RECENT_EVENTS interactions (recent_rate)
 RECENT_EVENTS = 10
+ITEM_QUALITY = "user_item_quality"  # how well liked the user's earlier items were when they met them (item_quality)
 RATE_PRIOR_WEIGHT = 10.0  # pseudo-events at a neutral 0.5, so a user with one like is not a sure thing
 
 
@@ -104,11 +105,31 @@ def recent_rate(user_rate, n, pos, weight: float = RATE_PRIOR_WEIGHT):
     return shrunk_rate(np.asarray(pos, float), np.asarray(n, float), np.asarray(user_rate, float), weight)
 
 
+def item_quality(total, n, weight: float = RATE_PRIOR_WEIGHT):
+    """The mean like-rate of the items a user met, each at the time they met it (`n` of them, summing to
+    `total`), shrunk towards 0.5 like the rates themselves. Beside the user's own like-rate it separates a user
+    who likes what everyone likes from one who is generous with everything: their rates can be equal."""
+    return shrunk_rate(np.asarray(total, float), np.asarray(n, float), 0.5, weight)
+
+
+def fill_item_rate_log(engine: Engine, user_ids: list[int], until, exclude_ids: list[int] = ()) -> None:
+    """Log the item rate at its own time of every clean interaction of these users before `until` that has none
+    yet (item_rate_log_fill.sql): what item_quality sums. Committed at once: derived data, the same whoever writes
+    it first."""
+    with engine.begin() as conn:
+        conn.execute(query("item_rate_log_fill"), {"user_ids": sorted(set(user_ids)), "until": until,
+                                                   "exclude_ids": list(exclude_ids), "weight": RATE_PRIOR_WEIGHT})
+
+
 def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = True,
-                        exclude_ids: list[int] = (), recent: bool = False) -> pd.DataFrame:
+                        exclude_ids: list[int] = (), recent: bool = False, quality: bool = False) -> pd.DataFrame:
     """Per row: the user's and the item's interactions before the row's time (never its own label), the
-    user's rate in the item's categories (CATEGORY_RATE; without `categories` their overall rate, unqueried) and
-    their rate over their last RECENT_EVENTS interactions (RECENT_RATE; without `recent` their overall rate)."""
+    user's rate in the item's categories (CATEGORY_RATE; without `categories` their overall rate, unqueried),
+    their rate over their last RECENT_EVENTS interactions (RECENT_RATE; without `recent` their overall rate) and
+    the quality of the items they met before (ITEM_QUALITY, item_quality; without `quality` 0.5, unqueried)."""
+    if quality and len(frame):
+        fill_item_rate_log(engine, frame["user_id"].astype("int64").tolist(),
+                           max(t.to_pydatetime() for t in frame["occurred_at"]), exclude_ids)
     params = {"row_ids": frame["id"].astype("int64").tolist(), "user_ids": frame["user_id"].astype("int64").tolist(),
               "item_ids": frame["item_id"].astype("int64").tolist(),
               "times": [t.to_pydatetime() for t in frame["occurred_at"]], "exclude_ids": list(exclude_ids)}
@@ -119,6 +140,7 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
             by_category.setdefault(int(r.row_id), []).append((int(r.n), int(r.pos)))
         latest = (conn.execute(query("user_recent_counts"), {**params, "recent_events": RECENT_EVENTS}).all()
                   if recent else [])
+        met = conn.execute(query("user_item_quality"), params).all() if quality else []
     counts = pd.DataFrame(rows, columns=["id", "user_n", "user_pos", "item_n", "item_pos"]).set_index("id")
     counts = counts.reindex(frame["id"].astype("int64").to_numpy()).fillna(0)
     out = pd.DataFrame(side_features(counts["user_n"], counts["user_pos"], counts["item_n"], counts["item_pos"]))
@@ -128,29 +150,34 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
                      .reindex(counts.index).fillna(0) if recent else None)
     out[RECENT_RATE] = (recent_rate(out["user_rate"], recent_counts["n"], recent_counts["pos"]) if recent
                         else out["user_rate"])
+    met = pd.DataFrame(met, columns=["id", "n", "total"]).set_index("id").reindex(counts.index).fillna(0)
+    out[ITEM_QUALITY] = item_quality(met["total"].to_numpy(), met["n"].to_numpy())
     return out
 
 
 def side_columns(config) -> list[str]:
     """The columns a model version reads beside the text, in its input order: with `category_rate` the user's
     rate in the item's categories takes the place of their overall rate; with `recent_rate` their overall rate
-    and their recent rate follow (weighed by the wide part's posterior, wide.py)."""
+    and their recent rate follow (weighed by the wide part's posterior, wide.py); with `item_quality` then the
+    quality of the items they met (item_quality)."""
     first = [CATEGORY_RATE, *SIDE_COLUMNS[1:]] if config.category_rate else list(SIDE_COLUMNS)
-    return [*first, "user_rate", RECENT_RATE] if getattr(config, "recent_rate", False) else first
+    recent = ["user_rate", RECENT_RATE] if getattr(config, "recent_rate", False) else []
+    return [*first, *recent, *([ITEM_QUALITY] if getattr(config, "item_quality", False) else [])]
 
 
 def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
-                   categories: bool = True, exclude_ids: list[int] = (), recent: bool = False) -> pd.DataFrame:
+                   categories: bool = True, exclude_ids: list[int] = (), recent: bool = False,
+                   quality: bool = False) -> pd.DataFrame:
     """One example per clean row: user_text, item_text, the ids of the user's recent liked items, label, plus
-    the columns drift looks at; `categories` and `recent`: whether a model will read the user's rate in the item's
-    categories and their recent rate (point_in_time_rates). Every feature reads clean_interactions; `exclude_ids`
+    the columns drift looks at; `categories`, `recent` and `quality`: whether a model will read the user's rate in
+    the item's categories, their recent rate and the quality of the items they met (point_in_time_rates). Every feature reads clean_interactions; `exclude_ids`
     are rows this cycle quarantines, not committed to quarantine yet, so the view still shows them: they feed no
     feature either."""
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
                                      "history_item_ids", "event_type", "dwell_ms", "category", "hour", "item_text_len",
                                      "item_popularity", "user_activity", *SIDE_COLUMNS,
-                                     CATEGORY_RATE, RECENT_RATE])
+                                     CATEGORY_RATE, RECENT_RATE, ITEM_QUALITY])
     items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
     histories = fetch_histories(engine, clean, history_len, exclude_ids)
     out = pd.DataFrame({
@@ -179,8 +206,8 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
                                  exclude_ids)
     out["item_popularity"] = out["item_id"].map(popularity).fillna(0.0).astype("float64")
     out["user_activity"] = out["user_id"].map(activity).fillna(0.0).astype("float64")
-    rates = point_in_time_rates(engine, out, categories, exclude_ids, recent)
-    for column in [*SIDE_COLUMNS, CATEGORY_RATE, RECENT_RATE]:
+    rates = point_in_time_rates(engine, out, categories, exclude_ids, recent, quality)
+    for column in [*SIDE_COLUMNS, CATEGORY_RATE, RECENT_RATE, ITEM_QUALITY]:
         out[column] = rates[column].to_numpy()
     return out
 

@@ -24,8 +24,9 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from freshrec.errors import ModelError
-from freshrec.features import (CATEGORY_RATE, RECENT_EVENTS, RECENT_RATE, category_rate, item_categories,
-                               item_text, recent_rate, side_columns, side_features, user_text)
+from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RECENT_EVENTS, RECENT_RATE, category_rate,
+                               item_categories, item_quality, item_text, recent_rate, side_columns, side_features,
+                               user_text)
 from freshrec.registry import CHANNEL
 from freshrec.sqlfiles import query
 
@@ -164,6 +165,8 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
         latest = (conn.execute(query("user_recent_counts_now"), {"user_id": user_id,
                                                                  "recent_events": RECENT_EVENTS}).one()
                   if scorer.config.recent_rate else None)
+        met = (conn.execute(query("user_item_quality_now"), {"user_id": user_id}).one()
+               if getattr(scorer.config, "item_quality", False) else None)
     if items.empty:
         return []
     by_item = {int(r.item_id): r for r in counts}
@@ -178,6 +181,7 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
             for rate, category in zip(side["user_rate"], items["category"])])
     side[RECENT_RATE] = (recent_rate(side["user_rate"], [latest.n] * len(items), [latest.pos] * len(items))
                          if latest is not None else side["user_rate"])
+    side[ITEM_QUALITY] = np.full(len(items), float(item_quality(met.total, met.n)) if met is not None else 0.5)
     scores = scorer.score([r.title for r in liked], items,
                           np.column_stack([side[c] for c in side_columns(scorer.config)]).astype(np.float32),
                           [int(r.item_id) for r in liked],
