@@ -140,7 +140,8 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
             by_category.setdefault(int(r.row_id), []).append((int(r.n), int(r.pos)))
         latest = (conn.execute(query("user_recent_counts"), {**params, "recent_events": RECENT_EVENTS}).all()
                   if recent else [])
-        met = conn.execute(query("user_item_quality"), params).all() if quality else []
+        met = (conn.execute(query("user_item_quality"), {**params, "weight": RATE_PRIOR_WEIGHT}).all()
+               if quality else [])
     counts = pd.DataFrame(rows, columns=["id", "user_n", "user_pos", "item_n", "item_pos"]).set_index("id")
     counts = counts.reindex(frame["id"].astype("int64").to_numpy()).fillna(0)
     out = pd.DataFrame(side_features(counts["user_n"], counts["user_pos"], counts["item_n"], counts["item_pos"]))

@@ -24,9 +24,9 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from freshrec.errors import ModelError
-from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RECENT_EVENTS, RECENT_RATE, category_rate,
-                               item_categories, item_quality, item_text, recent_rate, side_columns, side_features,
-                               user_text)
+from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RATE_PRIOR_WEIGHT, RECENT_EVENTS, RECENT_RATE,
+                               category_rate, item_categories, item_quality, item_text, recent_rate, side_columns,
+                               side_features, user_text)
 from freshrec.registry import CHANNEL
 from freshrec.sqlfiles import query
 
@@ -165,7 +165,8 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
         latest = (conn.execute(query("user_recent_counts_now"), {"user_id": user_id,
                                                                  "recent_events": RECENT_EVENTS}).one()
                   if scorer.config.recent_rate else None)
-        met = (conn.execute(query("user_item_quality_now"), {"user_id": user_id}).one()
+        met = (conn.execute(query("user_item_quality_now"), {"user_id": user_id,
+                                                              "weight": RATE_PRIOR_WEIGHT}).one()
                if getattr(scorer.config, "item_quality", False) else None)
     if items.empty:
         return []

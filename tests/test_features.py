@@ -112,6 +112,53 @@ def test_recent_rate_counts_the_users_last_rows_strictly_before_ties_broken_by_i
     assert (without[RECENT_RATE] == without["user_rate"]).all()
 
 
+def test_item_quality_averages_each_earlier_items_rate_at_its_own_time(engine):
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from freshrec.features import ITEM_QUALITY, item_quality, point_in_time_rates, shrunk_rate
+    from freshrec.sqlfiles import query
+
+    # (user, item, label, second): item 1 is liked by users 2 and 3 before user 1 meets it, item 2 disliked; two
+    # rows of item 2 at one instant; one row of user 3 is about to be quarantined (the cycle's exclude_ids), one
+    # has no label
+    events = [(2, 1, 1, 0), (3, 1, 1, 1), (2, 2, 0, 2), (3, 2, 0, 3), (3, 2, 1, 3), (1, 1, 1, 5), (1, 2, 0, 6),
+              (3, 1, 0, 7), (1, 1, None, 8), (1, 2, 1, 9), (3, 2, 1, 10)]
+    bad = 7  # index of the quarantined row
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    with engine.begin() as conn:
+        conn.execute(query("insert_items"), {"ids": [1, 2], "titles": ["a", "b"], "descriptions": ["", ""],
+                                             "categories": ["", ""]})
+        conn.execute(query("insert_interactions"), {
+            "user_ids": [e[0] for e in events], "item_ids": [e[1] for e in events],
+            "event_types": ["click"] * len(events), "labels": [e[2] for e in events],
+            "dwell_ms": [None] * len(events),
+            "occurred_at": [(t0 + pd.Timedelta(seconds=e[3])).to_pydatetime() for e in events]})
+        frame = pd.read_sql("SELECT id, user_id, item_id, occurred_at FROM interactions ORDER BY id", conn)
+    kept = [i for i in range(len(events)) if i != bad]
+
+    def rate_at(j: int) -> float:  # the item's labelled clean rows strictly before row j
+        earlier = [events[k][2] for k in kept if events[k][1] == events[j][1] and events[k][3] < events[j][3]
+                   and events[k][2] is not None]
+        return shrunk_rate(sum(earlier), len(earlier), 0.5)
+
+    def expected(i: int) -> float:  # the user's labelled clean rows strictly before row i, each at its own time
+        met = [rate_at(j) for j in kept if events[j][0] == events[i][0] and events[j][3] < events[i][3]
+               and events[j][2] is not None]
+        return float(item_quality(sum(met), len(met)))
+
+    bad_id = [int(frame["id"].iloc[bad])]
+    got = point_in_time_rates(engine, frame.iloc[kept], exclude_ids=bad_id, quality=True)
+    np.testing.assert_allclose(got[ITEM_QUALITY], [expected(i) for i in kept])
+    assert got[ITEM_QUALITY].iloc[0] == 0.5  # nothing met yet: neutral
+    # user 1 at second 9 met item 1 after two likes, item 2 after two dislikes and a like (the unlabelled row: no)
+    assert got[ITEM_QUALITY].iloc[kept.index(9)] == pytest.approx(item_quality(7 / 12 + 6 / 13, 2))
+    with engine.connect() as conn:  # every labelled clean row before the frame's last instant was logged once
+        logged = conn.execute(sa.text("SELECT count(*) FROM item_rate_log")).scalar()
+    assert logged == sum(1 for k in kept if events[k][2] is not None and events[k][3] < 10)
+    assert point_in_time_rates(engine, frame.iloc[kept], exclude_ids=bad_id)[ITEM_QUALITY].eq(0.5).all()  # unread
+
+
 def _stored_rows(engine):
     import pandas as pd
     import sqlalchemy as sa
@@ -125,12 +172,14 @@ def test_side_features_are_the_same_in_training_and_in_the_benchs_pandas_copies(
     from bench.baselines import UserGenreRecentItemRatesPerEvent
     from bench.evaluate import with_genres
     from bench.replay_sweep import movielens_stream
-    from freshrec.features import CATEGORY_RATE, RECENT_EVENTS, RECENT_RATE, SIDE_COLUMNS, build_examples
+    from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RECENT_EVENTS, RECENT_RATE, SIDE_COLUMNS,
+                                   build_examples)
     from freshrec.movielens import load_movielens
 
     movielens_folder(tmp_path, np.random.default_rng(3))
     load_movielens(engine, tmp_path)
-    training = build_examples(engine, _stored_rows(engine), history_len=5, categories=True, recent=True)
+    training = build_examples(engine, _stored_rows(engine), history_len=5, categories=True, recent=True,
+                              quality=True)
     columns = [*SIDE_COLUMNS, CATEGORY_RATE, RECENT_RATE]
     assert training[CATEGORY_RATE].nunique() > 10 and (training["user_log_n"] > 0).mean() > 0.9  # not trivial
     # the recent rate is not the overall one: users with more than RECENT_EVENTS earlier ratings
@@ -146,6 +195,8 @@ def test_side_features_are_the_same_in_training_and_in_the_benchs_pandas_copies(
     # bench.evaluate's per-event contenders: their counts, learned event by event from the stored rows
     contender = UserGenreRecentItemRatesPerEvent()
     contender.score(with_genres(engine, training))
+    columns.append(ITEM_QUALITY)  # the item quality too: not trivial, and not the user's own rate
+    assert training[ITEM_QUALITY].nunique() > 10 and not np.allclose(training[ITEM_QUALITY], training["user_rate"])
     np.testing.assert_allclose(contender.last_inputs[columns].to_numpy(float), training[columns].to_numpy(float),
                                atol=1e-9)
 

@@ -1,7 +1,14 @@
 -- For each (row, user, time): over the user's clean interactions with a valid label strictly before the row's time
--- (this cycle's :exclude_ids left out) whose item rate is logged (item_rate_log_fill.sql), how many there are and
--- the sum of those item rates: the inputs of features.item_quality.
-SELECT r.row_id, count(l.item_rate) AS n, COALESCE(sum(l.item_rate), 0) AS total
+-- (this cycle's :exclude_ids left out), how many there are and the sum of their items' rates at their own time:
+-- the inputs of features.item_quality. The rates come from item_rate_log (item_rate_log_fill.sql); a row not
+-- logged yet is counted the same way here (COALESCE evaluates the count only for those).
+SELECT r.row_id, count(c.id) AS n,
+       COALESCE(sum(COALESCE(l.item_rate, (
+           SELECT (count(*) FILTER (WHERE x.label = 1) + :weight * 0.5) / (count(*) + :weight)
+           FROM clean_interactions x
+           WHERE x.item_id = c.item_id AND x.occurred_at < c.occurred_at AND x.label IN (0, 1)
+             AND x.id NOT IN (SELECT unnest(CAST(:exclude_ids AS bigint[])))))) FILTER (WHERE c.id IS NOT NULL),
+       0) AS total
 FROM unnest(CAST(:row_ids AS bigint[]), CAST(:user_ids AS bigint[]), CAST(:times AS timestamptz[]))
      AS r(row_id, user_id, at)
 LEFT JOIN clean_interactions c

@@ -1,5 +1,10 @@
--- The user's clean interactions so far with a logged item rate: how many and the sum of those rates. The
--- serving-time twin of user_item_quality.sql (interactions no cycle has logged yet are not counted).
-SELECT count(l.item_rate) AS n, COALESCE(sum(l.item_rate), 0) AS total
-FROM clean_interactions c JOIN item_rate_log l ON l.interaction_id = c.id
+-- The user's clean interactions with a valid label so far: how many and the sum of their items' rates at their own
+-- time. The serving-time twin of user_item_quality.sql: read from item_rate_log, counted here for rows no cycle
+-- has logged yet (serving does not write).
+SELECT count(*) AS n,
+       COALESCE(sum(COALESCE(l.item_rate, (
+           SELECT (count(*) FILTER (WHERE x.label = 1) + :weight * 0.5) / (count(*) + :weight)
+           FROM clean_interactions x
+           WHERE x.item_id = c.item_id AND x.occurred_at < c.occurred_at AND x.label IN (0, 1)))), 0) AS total
+FROM clean_interactions c LEFT JOIN item_rate_log l ON l.interaction_id = c.id
 WHERE c.user_id = :user_id AND c.label IN (0, 1) AND c.occurred_at <= now()
