@@ -54,13 +54,16 @@ class LikeRates:
         """freshrec's side features of the rows computed from these counts (features.side_features, shrunk towards
         0.5 unlike this contender's own rates): what build_examples gives a row whose strictly earlier events are
         the ones learned so far. Without genre counts the category rate is the overall user rate."""
-        from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, item_quality, RECENT_RATE, recent_rate, side_features
+        from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE, SESSION_EVENTS, SESSION_RATE,
+                                       item_quality, recent_rate, side_features)
 
         users, items = rows["user_id"], rows["item_id"]
         out = pd.DataFrame(side_features([self.n_user[u] for u in users], [self.pos_user[u] for u in users],
                                          [self.n_item[i] for i in items], [self.pos_item[i] for i in items]))
         out[CATEGORY_RATE] = out["user_rate"]
         out[RECENT_RATE] = recent_rate(out["user_rate"], *self.recent_counts(users))
+        latest = [list(self.latest[u])[-SESSION_EVENTS:] for u in users]
+        out[SESSION_RATE] = recent_rate(out["user_rate"], [len(x) for x in latest], [sum(x) for x in latest])
         out[ITEM_QUALITY] = item_quality([self.met_total[u] for u in users], [self.met_n[u] for u in users])
         return out
 

@@ -136,7 +136,7 @@ def as_served(engine, examples: pd.DataFrame, history_len: int) -> pd.DataFrame:
 
     first = examples.groupby("user_id")["occurred_at"].transform("min")
     return build_examples(engine, examples[RAW_COLUMNS].assign(occurred_at=first), history_len, categories=True,
-                          recent=True, quality=True)
+                          recent=True, quality=True, session=True)
 
 
 def served_prior_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -161,11 +161,12 @@ def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: 
     cfg = settings.training
     sample = history.sample(n=min(rows, len(history)), random_state=seed).sort_values("occurred_at")
     examples = build_examples(engine, sample, cfg.history_len, cfg.category_rate, recent=cfg.recent_rate,
-                              quality=cfg.item_quality)
+                              quality=cfg.item_quality, session=cfg.session_rate)
     config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                               max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=seed,
                               id_buckets=cfg.id_buckets, category_rate=cfg.category_rate,
-                              recent_rate=cfg.recent_rate, item_quality=cfg.item_quality)
+                              recent_rate=cfg.recent_rate, item_quality=cfg.item_quality,
+                              session_rate=cfg.session_rate)
     model = build_model(config)
     budget = cfg.model_copy(update={"epochs": 1, "max_train_steps": 10**6,
                                     "max_train_seconds": seconds})
@@ -286,7 +287,7 @@ def run(args) -> dict:
             seconds[b.name] = time.perf_counter() - t0
         copy = next(b for b in baselines if isinstance(b, UserGenreRecentItemRatesPerEvent)).last_inputs
         row["inputs_max_abs_diff"] = inputs_difference(copy, ex, settings.category_rate, settings.recent_rate,
-                                                     settings.item_quality)
+                                                     settings.item_quality, settings.session_rate)
         history = pd.concat([history, ex[RAW_COLUMNS]], ignore_index=True)
         served_ex = as_served(engine, ex, settings.training.history_len)
         served_scores = {"freshrec": predict(served[1], tokenizer, served[2], served_ex, device),
@@ -368,14 +369,15 @@ def run(args) -> dict:
 
 
 def inputs_difference(copy: pd.DataFrame, examples: pd.DataFrame, category_rate: bool,
-                      recent_rate: bool = False, item_quality: bool = False) -> float:
+                      recent_rate: bool = False, item_quality: bool = False,
+                      session_rate: bool = False) -> float:
     """Largest difference between freshrec's side features of the cycle's rows (from SQL) and the per-event
     contenders' pandas copy of them: 0 when the bench's baselines see exactly the information freshrec's inputs
     hold (they learn only clean rows, so quarantined rows would show here)."""
-    from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE, SIDE_COLUMNS
+    from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE, SESSION_RATE, SIDE_COLUMNS
 
     columns = [*SIDE_COLUMNS, *([CATEGORY_RATE] if category_rate else []), *([RECENT_RATE] if recent_rate else []),
-               *([ITEM_QUALITY] if item_quality else [])]
+               *([ITEM_QUALITY] if item_quality else []), *([SESSION_RATE] if session_rate else [])]
     return round(float(np.abs(copy[columns].to_numpy(float) - examples[columns].to_numpy(float)).max()), 9)
 
 

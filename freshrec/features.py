@@ -15,6 +15,8 @@ SIDE_COLUMNS = ["user_rate", "item_rate", "user_log_n", "item_log_n"]
 CATEGORY_RATE = "user_category_rate"  # the user's like-rate in the item's categories (features.category_rate)
 RECENT_RATE = "user_recent_rate"  # the user's like-rate over their last RECENT_EVENTS interactions (recent_rate)
 RECENT_EVENTS = 10
+SESSION_RATE = "user_session_rate"  # the user's like-rate over their last SESSION_EVENTS interactions
+SESSION_EVENTS = 3
 ITEM_QUALITY = "user_item_quality"  # how well liked the user's earlier items were when they met them (item_quality)
 RATE_PRIOR_WEIGHT = 10.0  # pseudo-events at a neutral 0.5, so a user with one like is not a sure thing
 
@@ -122,10 +124,12 @@ def fill_item_rate_log(engine: Engine, user_ids: list[int], until, exclude_ids: 
 
 
 def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = True,
-                        exclude_ids: list[int] = (), recent: bool = False, quality: bool = False) -> pd.DataFrame:
+                        exclude_ids: list[int] = (), recent: bool = False, quality: bool = False,
+                        session: bool = False) -> pd.DataFrame:
     """Per row: the user's and the item's interactions before the row's time (never its own label), the
     user's rate in the item's categories (CATEGORY_RATE; without `categories` their overall rate, unqueried),
     their rate over their last RECENT_EVENTS interactions (RECENT_RATE; without `recent` their overall rate) and
+    over their last SESSION_EVENTS (SESSION_RATE, the mood of the moment; without `session` their overall rate) and
     the quality of the items they met before (ITEM_QUALITY, item_quality; without `quality` 0.5, unqueried)."""
     if quality and len(frame):
         fill_item_rate_log(engine, frame["user_id"].astype("int64").tolist(),
@@ -140,6 +144,8 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
             by_category.setdefault(int(r.row_id), []).append((int(r.n), int(r.pos)))
         latest = (conn.execute(query("user_recent_counts"), {**params, "recent_events": RECENT_EVENTS}).all()
                   if recent else [])
+        moment = (conn.execute(query("user_recent_counts"), {**params, "recent_events": SESSION_EVENTS}).all()
+                  if session else [])
         met = (conn.execute(query("user_item_quality"), {**params, "weight": RATE_PRIOR_WEIGHT}).all()
                if quality else [])
     counts = pd.DataFrame(rows, columns=["id", "user_n", "user_pos", "item_n", "item_pos"]).set_index("id")
@@ -151,6 +157,9 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
                      .reindex(counts.index).fillna(0) if recent else None)
     out[RECENT_RATE] = (recent_rate(out["user_rate"], recent_counts["n"], recent_counts["pos"]) if recent
                         else out["user_rate"])
+    moment = pd.DataFrame(moment, columns=["id", "n", "pos"]).set_index("id").reindex(counts.index).fillna(0)
+    out[SESSION_RATE] = (recent_rate(out["user_rate"], moment["n"], moment["pos"]) if session
+                         else out["user_rate"])
     met = pd.DataFrame(met, columns=["id", "n", "total"]).set_index("id").reindex(counts.index).fillna(0)
     out[ITEM_QUALITY] = item_quality(met["total"].to_numpy(), met["n"].to_numpy())
     return out
@@ -160,25 +169,28 @@ def side_columns(config) -> list[str]:
     """The columns a model version reads beside the text, in its input order: with `category_rate` the user's
     rate in the item's categories takes the place of their overall rate; with `recent_rate` their overall rate
     and their recent rate follow (weighed by the wide part's posterior, wide.py); with `item_quality` then the
-    quality of the items they met (item_quality)."""
+    quality of the items they met (item_quality); with `session_rate` then their rate over their last
+    SESSION_EVENTS interactions."""
     first = [CATEGORY_RATE, *SIDE_COLUMNS[1:]] if config.category_rate else list(SIDE_COLUMNS)
     recent = ["user_rate", RECENT_RATE] if getattr(config, "recent_rate", False) else []
-    return [*first, *recent, *([ITEM_QUALITY] if getattr(config, "item_quality", False) else [])]
+    return [*first, *recent, *([ITEM_QUALITY] if getattr(config, "item_quality", False) else []),
+            *([SESSION_RATE] if getattr(config, "session_rate", False) else [])]
 
 
 def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
                    categories: bool = True, exclude_ids: list[int] = (), recent: bool = False,
-                   quality: bool = False) -> pd.DataFrame:
+                   quality: bool = False, session: bool = False) -> pd.DataFrame:
     """One example per clean row: user_text, item_text, the ids of the user's recent liked items, label, plus
-    the columns drift looks at; `categories`, `recent` and `quality`: whether a model will read the user's rate in
-    the item's categories, their recent rate and the quality of the items they met (point_in_time_rates). Every feature reads clean_interactions; `exclude_ids`
+    the columns drift looks at; `categories`, `recent`, `quality` and `session`: whether a model will read the
+    user's rate in the item's categories, their recent rate, the quality of the items they met and their session
+    rate (point_in_time_rates). Every feature reads clean_interactions; `exclude_ids`
     are rows this cycle quarantines, not committed to quarantine yet, so the view still shows them: they feed no
     feature either."""
     if clean.empty:
         return pd.DataFrame(columns=["id", "user_id", "item_id", "occurred_at", "label", "user_text", "item_text",
                                      "history_item_ids", "event_type", "dwell_ms", "category", "hour", "item_text_len",
                                      "item_popularity", "user_activity", *SIDE_COLUMNS,
-                                     CATEGORY_RATE, RECENT_RATE, ITEM_QUALITY])
+                                     CATEGORY_RATE, RECENT_RATE, ITEM_QUALITY, SESSION_RATE])
     items = fetch_items(engine, sorted(set(clean["item_id"].astype("int64").tolist())))
     histories = fetch_histories(engine, clean, history_len, exclude_ids)
     out = pd.DataFrame({
@@ -207,8 +219,8 @@ def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,
                                  exclude_ids)
     out["item_popularity"] = out["item_id"].map(popularity).fillna(0.0).astype("float64")
     out["user_activity"] = out["user_id"].map(activity).fillna(0.0).astype("float64")
-    rates = point_in_time_rates(engine, out, categories, exclude_ids, recent, quality)
-    for column in [*SIDE_COLUMNS, CATEGORY_RATE, RECENT_RATE, ITEM_QUALITY]:
+    rates = point_in_time_rates(engine, out, categories, exclude_ids, recent, quality, session)
+    for column in [*SIDE_COLUMNS, CATEGORY_RATE, RECENT_RATE, ITEM_QUALITY, SESSION_RATE]:
         out[column] = rates[column].to_numpy()
     return out
 

@@ -199,7 +199,7 @@ def fine_tune(
 
     examples_of = partial(build_examples, engine, history_len=cfg.history_len, categories=reads("category_rate"),
                           exclude_ids=quarantined_ids, recent=reads("recent_rate"),
-                          quality=reads("item_quality"))
+                          quality=reads("item_quality"), session=reads("session_rate"))
     examples = examples_of(clean)
     tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
     device = pick_device(cfg.device, cfg.cpu_threads)
@@ -280,7 +280,8 @@ def fine_tune(
         config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                                   max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=cfg.seed,
                                   id_buckets=cfg.id_buckets, category_rate=cfg.category_rate,
-                                  recent_rate=cfg.recent_rate, item_quality=cfg.item_quality)
+                                  recent_rate=cfg.recent_rate, item_quality=cfg.item_quality,
+                                  session_rate=cfg.session_rate)
         candidate = build_model(config)
     fresh = len(fresh_set)  # train_set starts with them: every one before replay repeats
     cand_tokenizer = tokenizer if config.base_model == (champion_config.base_model if champion_config

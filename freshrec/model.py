@@ -130,6 +130,7 @@ class ModelConfig:
     category_rate: bool = False  # the user's rate in the item's categories replaces their overall rate (features)
     recent_rate: bool = False  # the user's overall and recent rates follow the four side features (features)
     item_quality: bool = False  # then the quality of the items the user met (features.item_quality)
+    session_rate: bool = False  # then the user's rate over their last few interactions (features.SESSION_EVENTS)
 
     def to_json(self) -> dict:
         return {"format": ARTIFACT_FORMAT, **self.__dict__}
@@ -143,6 +144,7 @@ class ModelConfig:
 SIDE_DIM = 4  # user like-rate, item like-rate, log1p(user count), log1p(item count): see features.SIDE_COLUMNS
 RECENT_DIM = 2  # with recent_rate: the user's overall rate and their recent rate (features.side_columns)
 QUALITY_DIM = 1  # with item_quality: the quality of the items the user met
+SESSION_DIM = 1  # with session_rate: the user's rate over their last few interactions
 COUNT_COLUMNS = (2, 3)  # the log counts among the side features; every other side feature is a rate
 ID_DIM = 32
 ID_INIT_STD = 0.05  # small but not zero: a dot product of two zero vectors has no gradient
@@ -197,7 +199,7 @@ def _ctr_model_class():
             if side_dim:
                 self.wide = nn.Linear(side_dim, 1)
                 with torch.no_grad():
-                    # the overall and recent user rates (recent_rate) and the item quality start at 0: wide.fit
+                    # the overall, recent and session user rates and the item quality start at 0: wide.fit
                     # weighs them
                     self.wide.weight.copy_(torch.tensor([[1.0, 1.0] + [0.0] * (side_dim - 2)]))
                     self.wide.bias.zero_()
@@ -259,14 +261,15 @@ def build_model(config: ModelConfig):
         raise ModelError(f"Training mode {config.train_mode!r} is unknown: set FRESHREC_TRAIN_MODE to lora or full.")
     torch.manual_seed(config.seed + 1)
     side_dim = (SIDE_DIM + (RECENT_DIM if config.recent_rate else 0) + (QUALITY_DIM if config.item_quality else 0)
-                if config.side_features else 0)
+                + (SESSION_DIM if config.session_rate else 0) if config.side_features else 0)
     return _ctr_model_class()(encoder, config.hidden_size, side_dim,
                               config.id_buckets, config.id_dim)
 
 
 def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, max_user_tokens: int,
                      history_len: int, seed: int, id_buckets: int = 0, category_rate: bool = False,
-                     recent_rate: bool = False, item_quality: bool = False) -> ModelConfig:
+                     recent_rate: bool = False, item_quality: bool = False,
+                     session_rate: bool = False) -> ModelConfig:
     _offline()
     if base_model == TINY:
         hidden = TINY_CONFIG["hidden_size"]
@@ -277,4 +280,4 @@ def new_model_config(base_model: str, train_mode: str, *, max_item_tokens: int, 
                        max_item_tokens=max_item_tokens, max_user_tokens=max_user_tokens,
                        history_len=history_len, seed=seed, side_features=True, id_buckets=id_buckets,
                        id_dim=ID_DIM if id_buckets else 0, category_rate=category_rate, recent_rate=recent_rate,
-                       item_quality=item_quality)
+                       item_quality=item_quality, session_rate=session_rate)

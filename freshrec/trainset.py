@@ -55,10 +55,10 @@ def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int
                 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The fixed probe set of the stability guard, and the rows of a new one when none is stored yet (drawn
     from this batch; the cycle's commit stores them with write_probe_set, so a failed cycle leaves none)."""
-    from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE, SIDE_COLUMNS
+    from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE, SESSION_RATE, SIDE_COLUMNS
 
     columns = ["user_text", "item_text", *SIDE_COLUMNS, "item_id", "history_item_ids", CATEGORY_RATE, RECENT_RATE,
-               ITEM_QUALITY]
+               ITEM_QUALITY, SESSION_RATE]
     with engine.connect() as conn:
         probe = pd.DataFrame(conn.execute(query("probe_set_read")).all(), columns=columns)
     # older probe sets have no ids: the padding row, so those pairs score without the id term
@@ -71,7 +71,7 @@ def probe_pairs(engine: Engine, examples: pd.DataFrame, size: int, seed: int
 
 def write_probe_set(conn: Connection, probe: pd.DataFrame) -> None:
     """Store a new probe set (inside the cycle's transaction); a stored one is never replaced."""
-    from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE
+    from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE, SESSION_RATE
 
     conn.execute(query("probe_set_create"), {
         "user_texts": probe["user_text"].tolist(), "item_texts": probe["item_text"].tolist(),
@@ -80,4 +80,4 @@ def write_probe_set(conn: Connection, probe: pd.DataFrame) -> None:
         "item_ids": probe["item_id"].astype("int64").tolist(),
         "histories": [",".join(str(int(i)) for i in h) for h in probe["history_item_ids"]],
         "user_category_rates": probe[CATEGORY_RATE].tolist(), "user_recent_rates": probe[RECENT_RATE].tolist(),
-        "user_item_qualities": probe[ITEM_QUALITY].tolist()})
+        "user_item_qualities": probe[ITEM_QUALITY].tolist(), "user_session_rates": probe[SESSION_RATE].tolist()})

@@ -79,7 +79,8 @@ def test_category_rate_counts_only_the_users_earlier_rows_in_each_category(engin
 def test_recent_rate_counts_the_users_last_rows_strictly_before_ties_broken_by_id(engine):
     import pandas as pd
 
-    from freshrec.features import RECENT_EVENTS, RECENT_RATE, point_in_time_rates, shrunk_rate
+    from freshrec.features import (RECENT_EVENTS, RECENT_RATE, SESSION_EVENTS, SESSION_RATE, point_in_time_rates,
+                                   shrunk_rate)
     from freshrec.sqlfiles import query
 
     assert RECENT_EVENTS == 10  # the events below are laid out for it
@@ -94,22 +95,24 @@ def test_recent_rate_counts_the_users_last_rows_strictly_before_ties_broken_by_i
             "labels": [e[1] for e in events], "dwell_ms": [None] * len(events),
             "occurred_at": [(t0 + pd.Timedelta(seconds=e[2])).to_pydatetime() for e in events]})
         frame = pd.read_sql("SELECT id, user_id, item_id, occurred_at FROM interactions ORDER BY id", conn)
-    got = point_in_time_rates(engine, frame, recent=True)
+    got = point_in_time_rates(engine, frame, recent=True, session=True)
 
-    def expected(i: int) -> float:  # the definition, by brute force: last 10 labelled rows strictly earlier
+    def expected(i: int, last: int = RECENT_EVENTS) -> float:  # by brute force: last labelled rows strictly earlier
         user, _, second = events[i]
         earlier = [e[1] for j, e in enumerate(events) if e[0] == user and e[2] < second and e[1] is not None]
-        latest = earlier[-RECENT_EVENTS:]
+        latest = earlier[-last:]
         return shrunk_rate(sum(latest), len(latest), got["user_rate"].iloc[i])
 
     np.testing.assert_allclose(got[RECENT_RATE], [expected(i) for i in range(len(events))])
+    np.testing.assert_allclose(got[SESSION_RATE], [expected(i, SESSION_EVENTS) for i in range(len(events))])
+    assert got[SESSION_RATE].iloc[18] > got[RECENT_RATE].iloc[18]  # the three likes are all of its session
     assert got[RECENT_RATE].iloc[0] == got["user_rate"].iloc[0] == 0.5  # nothing before: the overall rate
     # the likes of one second do not see each other: each sees the 10 newest dislikes only, below the overall rate
     assert got[RECENT_RATE].iloc[14] == got[RECENT_RATE].iloc[16] < got["user_rate"].iloc[14]
     # the row after them sees the three likes (3 of its last 10): its recent rate rose more than the overall one
     assert got[RECENT_RATE].iloc[18] - got[RECENT_RATE].iloc[14] > got["user_rate"].iloc[18] - got["user_rate"].iloc[14]
     without = point_in_time_rates(engine, frame)  # a model that does not read it: the overall rate, unqueried
-    assert (without[RECENT_RATE] == without["user_rate"]).all()
+    assert (without[RECENT_RATE] == without["user_rate"]).all() and (without[SESSION_RATE] == without["user_rate"]).all()
 
 
 def test_item_quality_averages_each_earlier_items_rate_at_its_own_time(engine):
@@ -172,14 +175,14 @@ def test_side_features_are_the_same_in_training_and_in_the_benchs_pandas_copies(
     from bench.baselines import UserGenreRecentItemRatesPerEvent
     from bench.evaluate import with_genres
     from bench.replay_sweep import movielens_stream
-    from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RECENT_EVENTS, RECENT_RATE, SIDE_COLUMNS,
-                                   build_examples)
+    from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RECENT_EVENTS, RECENT_RATE, SESSION_RATE,
+                                   SIDE_COLUMNS, build_examples)
     from freshrec.movielens import load_movielens
 
     movielens_folder(tmp_path, np.random.default_rng(3))
     load_movielens(engine, tmp_path)
     training = build_examples(engine, _stored_rows(engine), history_len=5, categories=True, recent=True,
-                              quality=True)
+                              quality=True, session=True)
     columns = [*SIDE_COLUMNS, CATEGORY_RATE, RECENT_RATE]
     assert training[CATEGORY_RATE].nunique() > 10 and (training["user_log_n"] > 0).mean() > 0.9  # not trivial
     # the recent rate is not the overall one: users with more than RECENT_EVENTS earlier ratings
@@ -195,8 +198,9 @@ def test_side_features_are_the_same_in_training_and_in_the_benchs_pandas_copies(
     # bench.evaluate's per-event contenders: their counts, learned event by event from the stored rows
     contender = UserGenreRecentItemRatesPerEvent()
     contender.score(with_genres(engine, training))
-    columns.append(ITEM_QUALITY)  # the item quality too: not trivial, and not the user's own rate
+    columns += [ITEM_QUALITY, SESSION_RATE]  # the item quality and the session rate too: neither is trivial
     assert training[ITEM_QUALITY].nunique() > 10 and not np.allclose(training[ITEM_QUALITY], training["user_rate"])
+    assert not np.allclose(training[SESSION_RATE], training[RECENT_RATE])
     np.testing.assert_allclose(contender.last_inputs[columns].to_numpy(float), training[columns].to_numpy(float),
                                atol=1e-9)
 

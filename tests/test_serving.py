@@ -124,7 +124,8 @@ def test_serving_now_sees_the_features_training_gives_a_row_after_all_others(eng
     import pandas as pd
     from datetime import datetime, timezone
 
-    from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE, build_examples, side_columns, user_text
+    from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE, SESSION_RATE, build_examples,
+                                   side_columns, user_text)
     from freshrec.model import build_model, load_tokenizer, new_model_config
     from freshrec.movielens import load_movielens
     from freshrec.serving import Scorer, rank_items
@@ -139,12 +140,13 @@ def test_serving_now_sees_the_features_training_gives_a_row_after_all_others(eng
     movielens_folder(tmp_path, np.random.default_rng(4))
     load_movielens(engine, tmp_path)
     item_ids = list(range(1, 9))
-    # side_columns: the overall user rate or the rate in the categories, with or without the recent rate and the
-    # item quality
-    for category_rate, recent_rate, quality in ((False, False, False), (True, False, False), (True, True, False),
-                                                (True, True, True)):
+    # side_columns: the overall user rate or the rate in the categories, with or without the recent rate, the
+    # item quality and the session rate
+    for category_rate, recent_rate, quality, session in ((False, False, False, False), (True, False, False, False),
+                                                         (True, True, False, False), (True, True, True, True)):
         config = new_model_config("tiny", "full", max_item_tokens=16, max_user_tokens=24, history_len=3, seed=0,
-                                  category_rate=category_rate, recent_rate=recent_rate, item_quality=quality)
+                                  category_rate=category_rate, recent_rate=recent_rate, item_quality=quality,
+                                  session_rate=session)
         model = build_model(config).eval()
         scorer = RecordingScorer(1, "", model, config, load_tokenizer("tiny"), datetime.now(timezone.utc))
         for user in range(1, 7):
@@ -155,7 +157,7 @@ def test_serving_now_sees_the_features_training_gives_a_row_after_all_others(eng
                                   "item_id": served_items, "event_type": "rating", "label": 0, "dwell_ms": np.nan,
                                   "occurred_at": pd.Timestamp.now(tz="UTC")})
             training = build_examples(engine, probe, config.history_len, categories=category_rate,
-                                      recent=recent_rate, quality=quality)
+                                      recent=recent_rate, quality=quality, session=session)
             np.testing.assert_allclose(side, training[side_columns(config)].to_numpy(np.float32), rtol=1e-6)
             assert set(training["user_text"]) == {user_text(titles)}
             assert history_ids == training["history_item_ids"].iloc[0]
@@ -166,6 +168,7 @@ def test_serving_now_sees_the_features_training_gives_a_row_after_all_others(eng
             assert CATEGORY_RATE == side_columns(config)[0]
         if recent_rate and not quality:  # the user's recent rate is not their overall one for every user served
             assert side_columns(config)[-1] == RECENT_RATE and not np.allclose(side[:, -1], side[:, -2])
-        if quality:  # read after the recent rate; a new model does not weigh it yet (the hand-set prior)
-            assert side_columns(config)[-1] == ITEM_QUALITY and side[0, -1] != 0.5
+        if quality:  # read after the recent rate, then the session rate; a new model weighs neither yet
+            assert side_columns(config)[-2:] == [ITEM_QUALITY, SESSION_RATE] and side[0, -2] != 0.5
+            assert model.wide.weight[0, -2].item() == 0.0
             assert model.wide.weight[0, -1].item() == 0.0 and model.wide.weight.shape[1] == len(side_columns(config))

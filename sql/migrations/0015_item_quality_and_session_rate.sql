@@ -9,8 +9,11 @@ CREATE TABLE item_rate_log (
     interaction_id BIGINT PRIMARY KEY,
     item_rate DOUBLE PRECISION NOT NULL
 );
--- The probe set keeps the input (NULL for older probe sets: those pairs read the neutral 0.5 of a new user).
+-- The probe set keeps the input (NULL for older probe sets: those pairs read the neutral 0.5 of a new user), and
+-- the session rate (FRESHREC_SESSION_RATE, the user's rate over their last 3 interactions; NULL for older probe
+-- sets: their overall rate).
 ALTER TABLE probe_set ADD COLUMN user_item_quality DOUBLE PRECISION;
+ALTER TABLE probe_set ADD COLUMN user_session_rate DOUBLE PRECISION;
 
 DO $$
 BEGIN
