@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine
 
 from freshrec.errors import ModelError
 from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RATE_PRIOR_WEIGHT, RECENT_EVENTS, RECENT_RATE,
-                               SESSION_EVENTS, SESSION_RATE, category_rate, item_categories, item_quality, item_text, recent_rate, side_columns,
-                               side_features, user_text)
+                               SESSION_EVENTS, SESSION_RATE, category_rate, item_categories, item_quality, item_text,
+                               recent_rate, side_columns, side_features, user_text)
 from freshrec.registry import CHANNEL
 from freshrec.sqlfiles import query
 

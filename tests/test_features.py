@@ -112,7 +112,8 @@ def test_recent_rate_counts_the_users_last_rows_strictly_before_ties_broken_by_i
     # the row after them sees the three likes (3 of its last 10): its recent rate rose more than the overall one
     assert got[RECENT_RATE].iloc[18] - got[RECENT_RATE].iloc[14] > got["user_rate"].iloc[18] - got["user_rate"].iloc[14]
     without = point_in_time_rates(engine, frame)  # a model that does not read it: the overall rate, unqueried
-    assert (without[RECENT_RATE] == without["user_rate"]).all() and (without[SESSION_RATE] == without["user_rate"]).all()
+    assert (without[RECENT_RATE] == without["user_rate"]).all()
+    assert (without[SESSION_RATE] == without["user_rate"]).all()
 
 
 def test_item_quality_averages_each_earlier_items_rate_at_its_own_time(engine):

@@ -1,4 +1,4 @@
--- Log each interaction's item like-rate at its own time (0015_item_quality_and_session_rate.sql) for every clean interaction with a
+-- Log each interaction's item like-rate at its own time (migration 0015) for every clean interaction with a
 -- valid label of the :user_ids before :until that has none yet (this cycle's :exclude_ids, about to be
 -- quarantined, left out): how many clean interactions with a valid label the item had strictly before it and how
 -- many were positive, shrunk towards 0.5 by :weight pseudo-events (features.shrunk_rate). The (user_id,
