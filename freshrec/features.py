@@ -128,8 +128,8 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
                         session: bool = False) -> pd.DataFrame:
     """Per row: the user's and the item's interactions before the row's time (never its own label), the
     user's rate in the item's categories (CATEGORY_RATE; without `categories` their overall rate, unqueried),
-    their rate over their last RECENT_EVENTS interactions (RECENT_RATE; without `recent` their overall rate) and
-    over their last SESSION_EVENTS (SESSION_RATE, the mood of the moment; without `session` their overall rate) and
+    their rate over their last RECENT_EVENTS interactions (RECENT_RATE; without `recent` their overall rate), over
+    their last SESSION_EVENTS (SESSION_RATE, the mood of the moment; without `session` their overall rate), and
     the quality of the items they met before (ITEM_QUALITY, item_quality; without `quality` 0.5, unqueried)."""
     if quality and len(frame):
         fill_item_rate_log(engine, frame["user_id"].astype("int64").tolist(),
