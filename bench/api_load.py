@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     def publish(seed: int, champion_before: int | None) -> int:
         cfg = new_model_config(args.model, "lora", max_item_tokens=48, max_user_tokens=96, history_len=5,
                                seed=seed, category_rate=True, recent_rate=True,
-                               item_quality=True, session_rate=True)  # the settings' defaults
+                               item_quality=False, session_rate=False)  # the settings' defaults
         model = build_model(cfg)
         with torch.no_grad():  # an untrained head ranks by the like-rates alone: give each version its own
             generator = torch.Generator().manual_seed(seed)
