@@ -142,10 +142,9 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
         by_category: dict[int, list[tuple[int, int]]] = {}
         for r in conn.execute(query("user_category_counts"), params) if categories else ():
             by_category.setdefault(int(r.row_id), []).append((int(r.n), int(r.pos)))
-        latest = (conn.execute(query("user_recent_counts"), {**params, "recent_events": RECENT_EVENTS}).all()
-                  if recent else [])
-        moment = (conn.execute(query("user_recent_counts"), {**params, "recent_events": SESSION_EVENTS}).all()
-                  if session else [])
+        latest = (conn.execute(query("user_recent_counts"), {**params, "recent_events": RECENT_EVENTS,
+                                                             "session_events": SESSION_EVENTS}).all()
+                  if recent or session else [])
         met = (conn.execute(query("user_item_quality"), {**params, "weight": RATE_PRIOR_WEIGHT}).all()
                if quality else [])
     counts = pd.DataFrame(rows, columns=["id", "user_n", "user_pos", "item_n", "item_pos"]).set_index("id")
@@ -153,12 +152,11 @@ def point_in_time_rates(engine: Engine, frame: pd.DataFrame, categories: bool = 
     out = pd.DataFrame(side_features(counts["user_n"], counts["user_pos"], counts["item_n"], counts["item_pos"]))
     out[CATEGORY_RATE] = ([category_rate(rate, by_category.get(int(i), []))
                            for i, rate in zip(counts.index, out["user_rate"])] if categories else out["user_rate"])
-    recent_counts = (pd.DataFrame(latest, columns=["id", "n", "pos"]).set_index("id")
-                     .reindex(counts.index).fillna(0) if recent else None)
-    out[RECENT_RATE] = (recent_rate(out["user_rate"], recent_counts["n"], recent_counts["pos"]) if recent
+    latest = (pd.DataFrame(latest, columns=["id", "n", "pos", "session_n", "session_pos"]).set_index("id")
+              .reindex(counts.index).fillna(0))
+    out[RECENT_RATE] = (recent_rate(out["user_rate"], latest["n"], latest["pos"]) if recent
                         else out["user_rate"])
-    moment = pd.DataFrame(moment, columns=["id", "n", "pos"]).set_index("id").reindex(counts.index).fillna(0)
-    out[SESSION_RATE] = (recent_rate(out["user_rate"], moment["n"], moment["pos"]) if session
+    out[SESSION_RATE] = (recent_rate(out["user_rate"], latest["session_n"], latest["session_pos"]) if session
                          else out["user_rate"])
     met = pd.DataFrame(met, columns=["id", "n", "total"]).set_index("id").reindex(counts.index).fillna(0)
     out[ITEM_QUALITY] = item_quality(met["total"].to_numpy(), met["n"].to_numpy())
@@ -175,6 +173,15 @@ def side_columns(config) -> list[str]:
     recent = ["user_rate", RECENT_RATE] if getattr(config, "recent_rate", False) else []
     return [*first, *recent, *([ITEM_QUALITY] if getattr(config, "item_quality", False) else []),
             *([SESSION_RATE] if getattr(config, "session_rate", False) else [])]
+
+
+def inputs_read(config) -> dict[str, bool]:
+    """build_examples' switches for the inputs a model version (ModelConfig) or new models (the training
+    settings) read: the same attribute names on both."""
+    return {"categories": bool(getattr(config, "category_rate", False)),
+            "recent": bool(getattr(config, "recent_rate", False)),
+            "quality": bool(getattr(config, "item_quality", False)),
+            "session": bool(getattr(config, "session_rate", False))}
 
 
 def build_examples(engine: Engine, clean: pd.DataFrame, history_len: int,

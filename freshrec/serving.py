@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine
 
 from freshrec.errors import ModelError
 from freshrec.features import (CATEGORY_RATE, ITEM_QUALITY, RATE_PRIOR_WEIGHT, RECENT_EVENTS, RECENT_RATE,
-                               SESSION_EVENTS, SESSION_RATE, category_rate, item_categories, item_quality, item_text,
-                               recent_rate, side_columns, side_features, user_text)
+                               SESSION_EVENTS, SESSION_RATE, category_rate, inputs_read, item_categories,
+                               item_quality, item_text, recent_rate, side_columns, side_features, user_text)
 from freshrec.registry import CHANNEL
 from freshrec.sqlfiles import query
 
@@ -162,15 +162,13 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
         by_category = ({r.category: (int(r.n), int(r.pos)) for r in
                         conn.execute(query("user_category_counts_now"), {"user_id": user_id})}
                        if scorer.config.category_rate else {})
-        latest = (conn.execute(query("user_recent_counts_now"), {"user_id": user_id,
-                                                                 "recent_events": RECENT_EVENTS}).one()
-                  if scorer.config.recent_rate else None)
-        moment = (conn.execute(query("user_recent_counts_now"), {"user_id": user_id,
-                                                                 "recent_events": SESSION_EVENTS}).one()
-                  if getattr(scorer.config, "session_rate", False) else None)
+        reads = inputs_read(scorer.config)
+        latest = (conn.execute(query("user_recent_counts_now"), {"user_id": user_id, "recent_events": RECENT_EVENTS,
+                                                                 "session_events": SESSION_EVENTS}).one()
+                  if reads["recent"] or reads["session"] else None)
         met = (conn.execute(query("user_item_quality_now"), {"user_id": user_id,
                                                               "weight": RATE_PRIOR_WEIGHT}).one()
-               if getattr(scorer.config, "item_quality", False) else None)
+               if reads["quality"] else None)
     if items.empty:
         return []
     by_item = {int(r.item_id): r for r in counts}
@@ -183,10 +181,10 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
         side[CATEGORY_RATE] = np.array([
             category_rate(rate, [by_category.get(c, (0, 0)) for c in item_categories(category)])
             for rate, category in zip(side["user_rate"], items["category"])])
-    side[RECENT_RATE] = (recent_rate(side["user_rate"], [latest.n] * len(items), [latest.pos] * len(items))
-                         if latest is not None else side["user_rate"])
-    side[SESSION_RATE] = (recent_rate(side["user_rate"], [moment.n] * len(items), [moment.pos] * len(items))
-                          if moment is not None else side["user_rate"])
+    side[RECENT_RATE] = (recent_rate(side["user_rate"], latest.n, latest.pos) if reads["recent"]
+                         else side["user_rate"])
+    side[SESSION_RATE] = (recent_rate(side["user_rate"], latest.session_n, latest.session_pos) if reads["session"]
+                          else side["user_rate"])
     side[ITEM_QUALITY] = np.full(len(items), float(item_quality(met.total, met.n)) if met is not None else 0.5)
     scores = scorer.score([r.title for r in liked], items,
                           np.column_stack([side[c] for c in side_columns(scorer.config)]).astype(np.float32),

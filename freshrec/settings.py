@@ -112,11 +112,11 @@ class TrainingSettings(BaseModel):
                               "interactions (shrunk towards their overall rate), the taste of the moment that "
                               "lifetime rates average away; its weight is learned online with the other rates' "
                               "(wide.py). See docs/design.md, the model.")
-    item_quality: bool = Field(False, description="New models also read the quality of the items the user met: "
+    item_quality: bool = Field(True, description="New models also read the quality of the items the user met: "
                                "the mean like-rate of their earlier items, each at the time they met it "
                                "(item_rate_log), which tells a user who likes what everyone likes from one who is "
                                "generous with everything; weighed online with the other rates (wide.py).")
-    session_rate: bool = Field(False, description="New models also read the user's like-rate over their last 3 "
+    session_rate: bool = Field(True, description="New models also read the user's like-rate over their last 3 "
                                "interactions (shrunk towards their overall rate): the mood of the session, which "
                                "the 10-interaction recent rate blurs; weighed online with the other rates (wide.py).")
     rebase_every: int = Field(0, ge=0, description="Every this many candidates, train one from the base model "

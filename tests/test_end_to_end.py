@@ -190,20 +190,25 @@ def test_gate_on_whole_users_holds_them_out_of_this_cycles_training(prefect_harn
 
 
 @pytest.mark.slow
-def test_new_models_read_the_category_and_recent_rates_by_default_through_whole_cycles(prefect_harness, env, engine):
-    from freshrec.features import CATEGORY_RATE, RECENT_RATE, SIDE_COLUMNS, side_columns
+def test_new_models_read_every_like_rate_input_by_default_through_whole_cycles(prefect_harness, env, engine):
+    from freshrec.features import CATEGORY_RATE, ITEM_QUALITY, RECENT_RATE, SESSION_RATE, SIDE_COLUMNS, side_columns
     from freshrec.model import ModelConfig
 
     configs = _publish_then_warm_start(env, engine)  # no setting: the default
     with engine.connect() as conn:
         probe = conn.execute(sa.text("SELECT count(*), count(*) FILTER (WHERE user_category_rate <> user_rate), "
-                                     "count(*) FILTER (WHERE user_recent_rate <> user_rate) FROM probe_set")).one()
+                                     "count(*) FILTER (WHERE user_recent_rate <> user_rate), "
+                                     "count(*) FILTER (WHERE user_item_quality <> 0.5), "
+                                     "count(*) FILTER (WHERE user_session_rate <> user_rate) FROM probe_set")).one()
     assert [c["category_rate"] for c in configs] == [True, True] and probe[0] > 0 and probe[1] > 0
     assert [c["recent_rate"] for c in configs] == [True, True] and probe[2] > 0
+    assert [c["item_quality"] for c in configs] == [True, True] and probe[3] > 0
+    assert [c["session_rate"] for c in configs] == [True, True] and probe[4] > 0
     assert side_columns(ModelConfig.from_json(configs[1])) == [CATEGORY_RATE, *SIDE_COLUMNS[1:], "user_rate",
-                                                               RECENT_RATE]
-    # versions made before (no such fields in their config) keep reading the overall rate, and no recent rate
-    older = ModelConfig.from_json({k: v for k, v in configs[0].items() if k not in ("category_rate", "recent_rate")})
+                                                               RECENT_RATE, ITEM_QUALITY, SESSION_RATE]
+    # versions made before (no such fields in their config) keep reading the overall rate, and none of the rest
+    older = ModelConfig.from_json({k: v for k, v in configs[0].items()
+                                   if k not in ("category_rate", "recent_rate", "item_quality", "session_rate")})
     assert side_columns(older) == SIDE_COLUMNS
 
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from freshrec import generate, ingest, registry
+from freshrec.features import side_columns
 from freshrec.fine_tune import drift_reference, fine_tune
+from freshrec.model import ModelConfig
 from freshrec.gate import Decision
 from freshrec.settings import load_settings
 
@@ -63,7 +65,8 @@ def test_cold_then_warm_start_trains_on_the_older_rows_and_compares_on_the_newes
     lineage = cold.artifact.config["extra"]["lineage"]
     assert {k: lineage[k] for k in ("kind", "parent")} == {"kind": "cold_start", "parent": None}
     # a new model's wide part is fitted to all its training rows first: one weight per side input, recorded
-    assert lineage["wide_fit"]["rows"] == 160 and len(lineage["wide_fit"]["weights"]) == 6
+    assert lineage["wide_fit"]["rows"] == 160 and len(lineage["wide_fit"]["weights"]) == len(side_columns(
+        ModelConfig.from_json(cold.artifact.config))) == 8
     assert lineage["wide_fit"]["prior"] == "hand-set"
     # the drift reference: the whole batch's inputs, the candidate's out-of-sample scores on the held-out rows only
     ref = cold.reference.set_index("id")
@@ -220,7 +223,7 @@ def test_an_unchanged_champion_does_not_score_the_windows_rows_or_the_probe_agai
     from freshrec import fine_tune as stage
     from freshrec.artifacts import load_artifact
     from freshrec.cycles import _keep_champion_scores
-    from freshrec.features import build_examples
+    from freshrec.features import build_examples, inputs_read
     from freshrec.inference import predict
     from freshrec.model import load_tokenizer
     from freshrec.trainset import write_probe_set
@@ -282,7 +285,7 @@ def test_an_unchanged_champion_does_not_score_the_windows_rows_or_the_probe_agai
     # the kept scores are those the champion gives the window's rows now
     champion, config = load_artifact(registry.load_champion(engine).artifact)
     rows = build_examples(engine, clean[clean["id"].isin(window)], settings.training.history_len,
-                          recent=config.recent_rate)
+                          **inputs_read(config))
     now = predict(champion, load_tokenizer("tiny"), config, rows)
     assert np.allclose(warm.champion_scores.loc[rows["id"].to_numpy()], now, atol=1e-5)
     assert None in scored_by_champion  # this champion was a cold start: it kept no probe scores, so it scored them

@@ -1,10 +1,7 @@
 -- The user's clean interactions with a valid label so far: how many and the sum of their items' rates at their own
--- time. The serving-time twin of user_item_quality.sql: read from item_rate_log, counted here for rows no cycle
--- has logged yet (serving does not write).
+-- time. The serving-time twin of user_item_quality.sql: read from item_rate_log, counted here (item_rate_before)
+-- for rows no cycle has logged yet (serving does not write).
 SELECT count(*) AS n,
-       COALESCE(sum(COALESCE(l.item_rate, (
-           SELECT (count(*) FILTER (WHERE x.label = 1) + :weight * 0.5) / (count(*) + :weight)
-           FROM clean_interactions x
-           WHERE x.item_id = c.item_id AND x.occurred_at < c.occurred_at AND x.label IN (0, 1)))), 0) AS total
+       COALESCE(sum(COALESCE(l.item_rate, item_rate_before(c.item_id, c.occurred_at, :weight))), 0) AS total
 FROM clean_interactions c LEFT JOIN item_rate_log l ON l.interaction_id = c.id
 WHERE c.user_id = :user_id AND c.label IN (0, 1) AND c.occurred_at <= now()
