@@ -34,8 +34,11 @@ def test_serving_role_reads_but_cannot_write(engine, database_url, artifact):
         assert conn.execute(sa.text("SELECT current_user")).scalar() == "freshrec_serving"
     ranked = rank_items(reader, load_scorer(reader), user_id=1, top=2)
     assert {r["item_id"] for r in ranked} == {1, 2}
-    with reader.connect() as conn:  # what the item-quality input reads (user_item_quality_now.sql)
-        conn.execute(sa.text("SELECT count(*) FROM item_rate_log"))
+    with reader.connect() as conn:  # what the item-quality input reads: the log and, for rows not logged, the rate
+        from freshrec.sqlfiles import query
+
+        conn.execute(query("user_item_quality_now"), {"user_id": 1, "weight": 10.0}).one()
+        assert conn.execute(sa.text("SELECT item_rate_before(1, now(), 10.0)")).scalar() == 0.5
     for statement in ("INSERT INTO items (id, title) VALUES (3, 'x')",
                       "UPDATE model_aliases SET version = version",
                       "DELETE FROM model_versions",
