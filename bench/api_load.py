@@ -123,15 +123,19 @@ def main(argv: list[str] | None = None) -> None:
     from freshrec.model import build_model, new_model_config
     from freshrec.artifacts import save_artifact
     from freshrec.serving import serving_engine
+    from freshrec.settings import TrainingSettings
 
     engine, url = scratch_database("freshrec_bench_api")
     generate.insert_stream(engine, generate.StreamSpec(users=args.users, items=args.items, events=args.events,
                                                        seed=0))
 
+    defaults = TrainingSettings()  # the inputs new models read by default
+
     def publish(seed: int, champion_before: int | None) -> int:
         cfg = new_model_config(args.model, "lora", max_item_tokens=48, max_user_tokens=96, history_len=5,
-                               seed=seed, category_rate=True, recent_rate=True,
-                               item_quality=False, session_rate=False)  # the settings' defaults
+                               seed=seed, category_rate=defaults.category_rate,
+                               recent_rate=defaults.recent_rate, item_quality=defaults.item_quality,
+                               session_rate=defaults.session_rate)
         model = build_model(cfg)
         with torch.no_grad():  # an untrained head ranks by the like-rates alone: give each version its own
             generator = torch.Generator().manual_seed(seed)

@@ -154,14 +154,13 @@ def served_prior_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def retrain_from_base(engine, settings, history: pd.DataFrame, rows: int, seed: int, seconds: float):
     """A model trained from the base encoder on a sample of everything so far (the cost reference)."""
     from freshrec import wide
-    from freshrec.features import build_examples, side_columns
+    from freshrec.features import build_examples, inputs_read, side_columns
     from freshrec.model import build_model, load_tokenizer, new_model_config
     from freshrec.trainer import train
 
     cfg = settings.training
     sample = history.sample(n=min(rows, len(history)), random_state=seed).sort_values("occurred_at")
-    examples = build_examples(engine, sample, cfg.history_len, cfg.category_rate, recent=cfg.recent_rate,
-                              quality=cfg.item_quality, session=cfg.session_rate)
+    examples = build_examples(engine, sample, cfg.history_len, **inputs_read(cfg))
     config = new_model_config(cfg.model, cfg.train_mode, max_item_tokens=cfg.max_item_tokens,
                               max_user_tokens=cfg.max_user_tokens, history_len=cfg.history_len, seed=seed,
                               id_buckets=cfg.id_buckets, category_rate=cfg.category_rate,

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from freshrec import wide
 from freshrec.embedding_store import EmbeddingStore, encoder_key
-from freshrec.features import build_examples, side_columns, split_holdout
+from freshrec.features import build_examples, inputs_read, side_columns, split_holdout
 from freshrec.inference import FrozenEncoderCache, _side, pick_device, predict
 from freshrec.ingest import Cursor
 from freshrec.metrics import evaluate, paired_gains
@@ -191,15 +191,13 @@ def fine_tune(
     if champion is not None:
         champion_model, champion_config = load_artifact(champion.artifact, champion.sha256)
     rebase = rebase if champion is not None else None  # without a champion every candidate starts from the base
-    # the user x category counts and the recent rate only when a model of this cycle reads them (a warm start
-    # keeps its inputs; a rebase takes the settings')
-    def reads(name: str) -> bool:
-        return bool(getattr(champion_config, name) if champion_config else getattr(cfg, name)) or bool(
-            rebase and getattr(cfg, name))
-
-    examples_of = partial(build_examples, engine, history_len=cfg.history_len, categories=reads("category_rate"),
-                          exclude_ids=quarantined_ids, recent=reads("recent_rate"),
-                          quality=reads("item_quality"), session=reads("session_rate"))
+    # each input only when a model of this cycle reads it (a warm start keeps its inputs; a rebase takes the
+    # settings')
+    inputs = inputs_read(champion_config or cfg)
+    if rebase:
+        inputs = {name: on or inputs_read(cfg)[name] for name, on in inputs.items()}
+    examples_of = partial(build_examples, engine, history_len=cfg.history_len, exclude_ids=quarantined_ids,
+                          **inputs)
     examples = examples_of(clean)
     tokenizer = load_tokenizer(champion_config.base_model if champion_config else cfg.model)
     device = pick_device(cfg.device, cfg.cpu_threads)

@@ -159,10 +159,10 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
                                  columns=["id", "title", "description", "category"])
         counts = conn.execute(query("rate_counts_now"), {"user_id": user_id,
                                                          "item_ids": items["id"].astype("int64").tolist()}).all()
+        reads = inputs_read(scorer.config)
         by_category = ({r.category: (int(r.n), int(r.pos)) for r in
                         conn.execute(query("user_category_counts_now"), {"user_id": user_id})}
-                       if scorer.config.category_rate else {})
-        reads = inputs_read(scorer.config)
+                       if reads["categories"] else {})
         latest = (conn.execute(query("user_recent_counts_now"), {"user_id": user_id, "recent_events": RECENT_EVENTS,
                                                                  "session_events": SESSION_EVENTS}).one()
                   if reads["recent"] or reads["session"] else None)
@@ -177,7 +177,7 @@ def rank_items(engine: Engine, scorer: Scorer, user_id: int, item_ids: list[int]
     side = side_features([user_n] * len(items), [user_pos] * len(items),
                          [by_item[int(i)].item_n if int(i) in by_item else 0 for i in items["id"]],
                          [by_item[int(i)].item_pos if int(i) in by_item else 0 for i in items["id"]])
-    if scorer.config.category_rate:  # per item, the user's rate in its categories (those they never met: 0 of 0)
+    if reads["categories"]:  # per item, the user's rate in its categories (those they never met: 0 of 0)
         side[CATEGORY_RATE] = np.array([
             category_rate(rate, [by_category.get(c, (0, 0)) for c in item_categories(category)])
             for rate, category in zip(side["user_rate"], items["category"])])
